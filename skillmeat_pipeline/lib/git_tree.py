@@ -1,0 +1,95 @@
+"""Read a source tree straight from a git object database (no work tree is ever written)."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from skillmeat_pipeline.lib.models import MODE_TREE, TreeEntry
+
+
+class RepositoryError(Exception):
+    """A local repository, bundle or ref that cannot be read; the message is shown to users as is."""
+
+
+def list_tree(tree: pygit2.Tree) -> list[TreeEntry]:
+    """Every entry below `tree` (trees included, so directories carry their own SHA), depth first."""
+    entries: list[TreeEntry] = []
+    stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
+    while stack:
+        prefix, current = stack.pop()
+        for obj in current:
+            path = prefix + obj.name
+            mode = int(obj.filemode)
+            entries.append(TreeEntry(path, mode, str(obj.id)))
+            if mode == MODE_TREE:
+                stack.append((path + "/", obj))
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
+@dataclass(slots=True)
+class GitTreeSnapshot:
+    """A commit's tree read from a local object database; satisfies `TreeSnapshot`."""
+
+    repo: pygit2.Repository
+    commit_sha: str
+    tree_sha: str
+    entries: list[TreeEntry]
+    blob_reads: int = field(default=0)
+
+    def read_blob(self, entry: TreeEntry) -> bytes:
+        self.blob_reads += 1
+        return self.repo[entry.sha].data  # type: ignore[union-attr]
+
+
+def snapshot_commit(repo: pygit2.Repository, ref: str | None = None) -> GitTreeSnapshot:
+    """The tree of `ref` (branch, tag, remote-tracking ref or SHA; default HEAD) in `repo`."""
+    spec = ref or "HEAD"
+    candidates = [spec] if ref is None else [spec, f"refs/remotes/origin/{spec}", f"origin/{spec}"]
+    for candidate in candidates:
+        try:
+            commit = repo.revparse_single(candidate).peel(pygit2.Commit)
+        except (KeyError, ValueError, pygit2.GitError):
+            continue
+        tree = commit.tree
+        return GitTreeSnapshot(repo, str(commit.id), str(tree.id), list_tree(tree))
+    raise RepositoryError(f"ref {spec!r} not found in {repo.path}")
+
+
+@contextlib.contextmanager
+def open_local_repository(location: str | Path) -> Iterator[pygit2.Repository]:
+    """Open a local repository (bare or with a work tree) or a git bundle file.
+
+    A bundle is unpacked with the git CLI into a private temporary bare repository, removed on exit.
+    """
+    path = Path(location)
+    if not path.exists():
+        raise RepositoryError(f"{location}: no such file or directory")
+    if path.is_file():
+        with tempfile.TemporaryDirectory(prefix="skillmeat-bundle-") as tmp:
+            target = Path(tmp) / "repo.git"
+            if shutil.which("git") is None:
+                raise RepositoryError("reading a git bundle needs the git command, which is not on PATH")
+            result = subprocess.run(
+                ["git", "clone", "--quiet", "--bare", str(path), str(target)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                message = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+                raise RepositoryError(f"{location}: not a git bundle ({message})")
+            yield pygit2.Repository(str(target))
+        return
+    discovered = pygit2.discover_repository(str(path))
+    if discovered is None:
+        raise RepositoryError(f"{location}: not a git repository")
+    yield pygit2.Repository(discovered)

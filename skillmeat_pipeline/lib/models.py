@@ -1,0 +1,128 @@
+"""Data shapes shared by detection, extraction, fetching and storage.
+
+Nothing here knows about Dagster, git or HTTP: a tree listing is the same whether it was read from a
+local object database or from a GitHub trees API response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+# git file modes, as both libgit2 and the GitHub trees API report them
+MODE_TREE = 0o040000
+MODE_BLOB = 0o100644
+MODE_EXECUTABLE = 0o100755
+MODE_SYMLINK = 0o120000
+MODE_GITLINK = 0o160000
+
+
+class ArtifactType(StrEnum):
+    SKILL = "skill"
+    AGENT = "agent"
+    COMMAND = "command"
+    HOOK = "hook"
+    MCP = "mcp"
+    PLUGIN = "plugin"
+
+
+class ArtifactStatus(StrEnum):
+    NEW = "new"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class TreeEntry:
+    """One path of a source tree at a commit: POSIX path relative to the root, git mode, object SHA."""
+
+    path: str
+    mode: int
+    sha: str
+
+    @property
+    def is_tree(self) -> bool:
+        return self.mode == MODE_TREE
+
+    @property
+    def is_blob(self) -> bool:
+        return self.mode in (MODE_BLOB, MODE_EXECUTABLE)
+
+    @property
+    def is_symlink(self) -> bool:
+        return self.mode == MODE_SYMLINK
+
+    @property
+    def is_gitlink(self) -> bool:
+        return self.mode == MODE_GITLINK
+
+
+class TreeSnapshot(Protocol):
+    """A source tree at one commit, wherever it was read from (a bare clone or the GitHub API)."""
+
+    commit_sha: str
+    tree_sha: str
+    entries: list[TreeEntry]
+
+    def read_blob(self, entry: TreeEntry) -> bytes:
+        """The bytes of a blob or symlink entry (a symlink's bytes are its target path)."""
+        ...
+
+
+@dataclass(slots=True)
+class DetectedArtifact:
+    """What detection (SPEC §3) found, before its manifest is parsed for title and description."""
+
+    artifact_type: ArtifactType
+    path: str
+    name: str
+    content_sha: str
+    manifest_path: str | None
+    confidence: int
+    signals: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    plugin_path: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Detection:
+    """All artifacts of one tree, plus source-level marketplace metadata and tree-level problems."""
+
+    artifacts: list[DetectedArtifact]
+    marketplace: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+class CatalogEntry(BaseModel):
+    """One row of the catalog (SPEC §5.2); key `(source_key, path)`."""
+
+    source_key: str
+    path: str
+    artifact_type: ArtifactType
+    name: str
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+    model: str | None = None
+    plugin_path: str | None = None
+    confidence: int = Field(ge=0, le=100)
+    signals: list[str] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+    content_sha: str
+    manifest_path: str | None = None
+    upstream_url: str | None = None
+    search_text: str
+    deep_search_text: str | None = None
+    deep_index_files: list[str] = Field(default_factory=list)
+    status: ArtifactStatus = ArtifactStatus.NEW
+    first_seen_commit: str | None = None
+    indexed_commit: str | None = None
+    indexed_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
