@@ -77,7 +77,9 @@ def open_local_repository(location: str | Path) -> Iterator[pygit2.Repository]:
         with tempfile.TemporaryDirectory(prefix="skillmeat-bundle-") as tmp:
             target = Path(tmp) / "repo.git"
             if shutil.which("git") is None:
-                raise RepositoryError("reading a git bundle needs the git command, which is not on PATH")
+                raise RepositoryError(
+                    "reading a git bundle needs the git command, which is not on PATH"
+                )
             result = subprocess.run(
                 ["git", "clone", "--quiet", "--bare", str(path), str(target)],
                 capture_output=True,

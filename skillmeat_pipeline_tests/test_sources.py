@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from skillmeat_pipeline.lib.sources import SourcesFileError, load_sources, parse_sources
+
+
+def test_github_source_derives_key_and_url(monkeypatch):
+    monkeypatch.delenv("SKILLMEAT_GITHUB_GIT_URL", raising=False)
+    (source,) = parse_sources("sources:\n  - github: anthropics/skills\n")
+    assert source.key == "anthropics/skills"
+    assert source.url == "https://github.com/anthropics/skills.git"
+    assert not source.deep_indexing
+
+
+def test_github_enterprise_base_is_configurable(monkeypatch):
+    monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", "http://127.0.0.1:8080/")
+    (source,) = parse_sources("- github: o/r\n")
+    assert source.url == "http://127.0.0.1:8080/o/r.git"
+
+
+def test_all_fields():
+    (source,) = parse_sources(
+        """
+sources:
+  - key: internal/tools
+    url: ssh://git@git.example.com/tools.git
+    ref: v2
+    root_hint: /.claude/
+    exclude: ["**/drafts/**"]
+    deep_indexing: true
+"""
+    )
+    assert source.root_hint == ".claude"
+    assert source.exclude == ["**/drafts/**"]
+    assert source.github is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- github: a/b\n  colour: red\n", "source #1 (a/b), field 'colour'"),
+        ("- github: a/b\n- github: a/b\n", "source #2 (a/b), field 'key': duplicate of source #1"),
+        ("- key: 'a,b'\n  url: http://h/x.git\n", "source #1 (a,b), field 'key'"),
+        ("- key: 'a...b'\n  url: http://h/x.git\n", "not a valid partition key"),
+        ("- key: \"a\\x01\"\n  url: http://h/x.git\n", "field 'key'"),
+        ("- key: k\n  url: ftp://h/x\n", "source #1 (k), field 'url'"),
+        ("- key: k\n  url: https://me:tok@h/x.git\n", "credentials in the URL"),
+        ("- key: k\n", "needs 'url' or 'github'"),
+        ("- url: http://h/x.git\n", "needs 'key'"),
+        ("- github: not-a-repo\n", "field 'github'"),
+        ("- github: a/b\n  root_hint: ../up\n", "field 'root_hint'"),
+        ("- github: a/b\n  deep_indexing: maybe\n", "field 'deep_indexing'"),
+        ("sources: [\n", "not valid YAML"),
+        ("42\n", "expected a mapping"),
+    ],
+)
+def test_bad_input_names_source_and_field(text, message):
+    with pytest.raises(SourcesFileError) as raised:
+        parse_sources(text)
+    assert message in str(raised.value)
+
+
+def test_missing_and_non_utf8_files(tmp_path: Path):
+    with pytest.raises(SourcesFileError, match="not found"):
+        load_sources(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"- github: a/b\n# \xff\xfe\n")
+    with pytest.raises(SourcesFileError, match="not UTF-8"):
+        load_sources(bad)
+
+
+def test_path_from_environment(tmp_path: Path, monkeypatch):
+    path = tmp_path / "mine.yaml"
+    path.write_text("sources:\n  - github: a/b\n")
+    monkeypatch.setenv("SKILLMEAT_SOURCES_FILE", str(path))
+    assert [s.key for s in load_sources()] == ["a/b"]
