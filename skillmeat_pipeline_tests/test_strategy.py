@@ -43,7 +43,14 @@ def manifests(paths: list[str]) -> list[str]:
             Strategy.SPARSE_DIRECTORY,
             "count 21 > 20 with common root .claude/skills",
         ),
-        (21, unrooted, True, False, Strategy.SPARSE_MANIFEST, "count 21 > 20 without a common root"),
+        (
+            21,
+            unrooted,
+            True,
+            False,
+            Strategy.SPARSE_MANIFEST,
+            "count 21 > 20 without a common root",
+        ),
         (2, rooted, True, True, Strategy.SPARSE_DIRECTORY, "deep_indexing is on"),
         (3, unrooted, True, True, Strategy.SPARSE_DIRECTORY, "deep_indexing is on"),
         (21, unrooted, False, True, Strategy.SPARSE_DIRECTORY, "deep_indexing is on"),
@@ -147,10 +154,10 @@ def test_common_root(paths, root):
 
 def test_clone_target_round_trips_exactly_through_json():
     paths = rooted(22)
-    selection = select_strategy(StrategyInputs(source="s", artifact_paths=paths))
     target = build_clone_target(
-        selection,
+        Strategy.SPARSE_DIRECTORY,
         paths,
+        manifests(paths),
         commit_sha="a" * 40,
         tree_sha="b" * 40,
         computed_at=datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=UTC),
@@ -160,4 +167,6 @@ def test_clone_target_round_trips_exactly_through_json():
     assert again == target
     assert again.model_dump_json() == text
     assert again.artifact_count == 22
+    assert again.patterns == [".claude/skills/**"]
+    assert again.artifacts_root == ".claude/skills"
     assert again.tree_sha == "b" * 40

@@ -112,6 +112,15 @@ def common_root(artifact_paths: Sequence[str]) -> str | None:
     return posixpath.join(*prefix) if prefix else None
 
 
+def patterns_for(
+    strategy: Strategy, artifact_paths: Sequence[str], manifest_paths: Sequence[str]
+) -> list[str]:
+    """What a strategy reads: every file under the artifact roots, or only the manifests."""
+    if strategy is Strategy.SPARSE_DIRECTORY and artifact_paths:
+        return _directory_patterns(artifact_paths, common_root(artifact_paths))
+    return sorted(set(manifest_paths))
+
+
 def _directory_patterns(artifact_paths: Sequence[str], root: str | None) -> list[str]:
     if root is not None:
         return [f"{root}/**"]
@@ -127,13 +136,9 @@ def select_strategy(inputs: StrategyInputs) -> StrategySelection:
     paths = list(inputs.artifact_paths) if inputs.artifact_paths is not None else None
     count = len(paths) if paths is not None else None
     root = common_root(paths) if paths else None
-    manifests = sorted(set(inputs.manifest_paths))
 
     def chosen(strategy: Strategy, reason: str, *, fallback: bool = False) -> StrategySelection:
-        if strategy is Strategy.SPARSE_DIRECTORY and paths:
-            patterns = _directory_patterns(paths, root)
-        else:
-            patterns = manifests
+        patterns = patterns_for(strategy, paths or [], inputs.manifest_paths)
         return StrategySelection(
             source=inputs.source,
             artifact_count=count,
@@ -192,18 +197,19 @@ def select_strategy(inputs: StrategyInputs) -> StrategySelection:
 
 
 def build_clone_target(
-    selection: StrategySelection,
+    strategy: Strategy,
     artifact_paths: Sequence[str],
+    manifest_paths: Sequence[str],
     *,
     commit_sha: str | None,
     tree_sha: str | None,
     computed_at: datetime | None = None,
 ) -> CloneTarget:
-    """The clone target stored after a scan, from the selection and what the scan found."""
+    """The clone target stored after a scan: the strategy used and what it found and read."""
     paths = sorted(artifact_paths)
     return CloneTarget(
-        strategy=selection.selected_strategy,
-        patterns=selection.patterns,
+        strategy=strategy,
+        patterns=patterns_for(strategy, paths, manifest_paths),
         artifacts_root=common_root(paths),
         artifact_paths=paths,
         commit_sha=commit_sha,
