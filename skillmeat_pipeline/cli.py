@@ -33,7 +33,9 @@ def format_table(entries: Sequence[CatalogEntry]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     widths[2] = min(widths[2], 70)
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.artifact_type.value] = counts.get(e.artifact_type.value, 0) + 1

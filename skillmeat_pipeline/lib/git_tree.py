@@ -16,11 +16,11 @@ from skillmeat_pipeline.lib.models import MODE_TREE, TreeEntry
 
 
 class RepositoryError(Exception):
-    """A local repository, bundle or ref that cannot be read; the message is shown to users as is."""
+    """A local repository, bundle or ref that cannot be read; the message is for users."""
 
 
 def list_tree(tree: pygit2.Tree) -> list[TreeEntry]:
-    """Every entry below `tree` (trees included, so directories carry their own SHA), depth first."""
+    """Every entry below `tree`, sorted; trees included, so directories carry their own SHA."""
     entries: list[TreeEntry] = []
     stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
     while stack:

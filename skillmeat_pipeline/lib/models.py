@@ -39,7 +39,7 @@ class ArtifactStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TreeEntry:
-    """One path of a source tree at a commit: POSIX path relative to the root, git mode, object SHA."""
+    """One path of a tree at a commit: POSIX path relative to the root, git mode, object SHA."""
 
     path: str
     mode: int
@@ -97,6 +97,7 @@ class Detection:
     artifacts: list[DetectedArtifact]
     marketplace: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    symlinks: dict[str, str] = field(default_factory=dict)  # in-scope symlink path -> its target
 
 
 class CatalogEntry(BaseModel):
