@@ -80,7 +80,10 @@ def detect(
             )
             entries = extract_catalog_entries(snapshot, detection, source_key=key)
     except RepositoryError as exc:
-        click.echo(f"error: {exc}", err=True)
+        message = str(exc)
+        click.echo(
+            f"error: {message if message.startswith(repo) else f'{repo}: {message}'}", err=True
+        )
         sys.exit(2)
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))

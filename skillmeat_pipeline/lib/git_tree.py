@@ -61,7 +61,7 @@ def snapshot_commit(repo: pygit2.Repository, ref: str | None = None) -> GitTreeS
             continue
         tree = commit.tree
         return GitTreeSnapshot(repo, str(commit.id), str(tree.id), list_tree(tree))
-    raise RepositoryError(f"ref {spec!r} not found in {repo.path}")
+    raise RepositoryError(f"ref {spec!r} not found")
 
 
 @contextlib.contextmanager
