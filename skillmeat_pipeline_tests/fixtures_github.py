@@ -1,0 +1,71 @@
+"""Helpers for the GitHub emulator and API tests: corpus layouts, small synthetic repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pygit2
+
+from skillmeat_pipeline.lib.models import MODE_BLOB, MODE_SYMLINK, MODE_TREE, TreeEntry
+from skillmeat_pipeline.testing.github_emulator import layout_bundle
+from skillmeat_pipeline_tests.conftest import corpus_dir
+
+TOKEN = "ghp_TESTTOKENabcdefghijklmnopqrstuvwxyz0123"
+
+
+def layout_corpus(root: Path, names: Iterable[str]) -> Path:
+    """`root/<owner>/<repo>.git` bare clones of the named corpus bundles (`owner+repo`)."""
+    for name in names:
+        layout_bundle(corpus_dir() / f"{name}.bundle", root)
+    return root
+
+
+def open_bare(root: Path, full_name: str) -> pygit2.Repository:
+    owner, name = full_name.split("/")
+    return pygit2.Repository(str(root / owner / f"{name}.git"))
+
+
+def manifest_entries(entries: Iterable[TreeEntry]) -> list[TreeEntry]:
+    """Every Markdown and JSON file: a superset of what extraction reads for any artifact."""
+    return [e for e in entries if (e.is_blob or e.is_symlink) and e.path.endswith((".md", ".json"))]
+
+
+def make_repo(
+    path: Path,
+    files: Mapping[str, bytes],
+    *,
+    symlinks: Mapping[str, str] | None = None,
+    branch: str = "main",
+) -> pygit2.Repository:
+    """A bare repository with one commit on `branch` (HEAD) holding `files` and `symlinks`."""
+    repo = pygit2.init_repository(str(path), bare=True)
+    tree: dict[str, object] = {}
+    for file_path, content in files.items():
+        _insert(tree, file_path, (repo.create_blob(content), MODE_BLOB))
+    for link_path, target in (symlinks or {}).items():
+        _insert(tree, link_path, (repo.create_blob(target.encode()), MODE_SYMLINK))
+    signature = pygit2.Signature("Test", "test@example.com", 1_700_000_000, 0)
+    tree_id = _write_tree(repo, tree)
+    repo.create_commit(f"refs/heads/{branch}", signature, signature, "fixture", tree_id, [])
+    repo.set_head(f"refs/heads/{branch}")
+    return repo
+
+
+def _insert(tree: dict[str, object], path: str, leaf: tuple[pygit2.Oid, int]) -> None:
+    *dirs, name = path.split("/")
+    node = tree
+    for part in dirs:
+        node = node.setdefault(part, {})  # type: ignore[assignment]
+    node[name] = leaf
+
+
+def _write_tree(repo: pygit2.Repository, tree: dict[str, object]) -> pygit2.Oid:
+    builder = repo.TreeBuilder()
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            builder.insert(name, _write_tree(repo, value), MODE_TREE)
+        else:
+            oid, mode = value  # type: ignore[misc]
+            builder.insert(name, oid, mode)
+    return builder.write()
