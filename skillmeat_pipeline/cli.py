@@ -1,18 +1,35 @@
 """`skillmeat-pipeline`: commands for users of the pipeline."""
 
-from __future__ import annotations
-
 import json
+import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
+from skillmeat_pipeline.lib.catalog import Catalog
+from skillmeat_pipeline.lib.clone import CloneError, CloneReason, FailureKind
 from skillmeat_pipeline.lib.detection import detect_artifacts
 from skillmeat_pipeline.lib.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.git_tree import RepositoryError, open_local_repository, snapshot_commit
+from skillmeat_pipeline.lib.github_api import ApiError, GitHubClient
 from skillmeat_pipeline.lib.models import CatalogEntry
+from skillmeat_pipeline.lib.scan import (
+    Fetchers,
+    ScanResult,
+    ScanSettings,
+    new_plan,
+    plan_scan,
+    resolve_source,
+    scan_by_api,
+    scan_by_clone,
+)
+from skillmeat_pipeline.lib.sources import SourceConfig, SourcesFileError, load_sources
+
+REMOTE_URL = re.compile(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:")
 
 
 def local_source_key(location: str) -> str:
@@ -23,25 +40,34 @@ def local_source_key(location: str) -> str:
     return name.replace("+", "/", 1)
 
 
-def format_table(entries: Sequence[CatalogEntry]) -> str:
-    """A readable table of catalog entries, one line each, plus a per-kind summary."""
-    headers = ("TYPE", "NAME", "PATH", "CONF", "PROBLEMS")
+def format_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 70) -> str:
+    """A plain text table: one header line, one line per row, columns padded."""
+    widths = [
+        min(max_width, max([len(h)] + [len(r[i]) for r in rows])) for i, h in enumerate(headers)
+    ]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    )
+
+
+def format_entries(entries: Sequence[CatalogEntry]) -> str:
+    """Catalog entries as a table, plus a per-kind summary line."""
     rows = [
         (e.artifact_type.value, e.name, e.path, str(e.confidence), str(len(e.problems)))
         for e in entries
-    ]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    widths[2] = min(widths[2], 70)
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.artifact_type.value] = counts.get(e.artifact_type.value, 0) + 1
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no artifacts"
-    lines.append(f"{len(entries)} artifacts: {summary}")
-    return "\n".join(lines)
+    table = format_rows(("TYPE", "NAME", "PATH", "CONF", "PROBLEMS"), rows)
+    return f"{table}\n{len(entries)} artifacts: {summary}"
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,42 +76,239 @@ def main() -> None:
     git repositories into a searchable catalog, as a Dagster code location.
 
     \b
-    Example:
+    Examples:
       skillmeat-pipeline detect ../shared/corpus/anthropics+skills.bundle
+      skillmeat-pipeline sources sync
+      skillmeat-pipeline search "code review" --type agent
     """
 
 
+# -- detect ---------------------------------------------------------------------------------------
+
+
+def _preview_remote(source: SourceConfig, use_api: bool) -> ScanResult:
+    """Index a remote source exactly as the pipeline would, without storing anything."""
+    with GitHubClient.from_env() as github:
+        fetchers = Fetchers(github=github, settings=ScanSettings.from_env())
+        plan = new_plan(source, None)
+        if use_api:
+            return scan_by_api(plan, fetchers, {})
+        resolve_source(plan, fetchers)
+        if plan.clone_unusable_reason:
+            raise CloneError(
+                plan.clone_unusable_reason, FailureKind.PERMANENT, CloneReason.UNAVAILABLE
+            )
+        plan_scan(plan, fetchers)
+        return scan_by_clone(plan, fetchers, {})
+
+
+def _stats(result: ScanResult) -> dict[str, Any]:
+    return {
+        "strategy": result.strategy.value if result.strategy else None,
+        "commit_sha": result.commit_sha,
+        "bytes_fetched": result.cost.bytes_fetched,
+        "clone_ms": result.cost.clone_ms,
+        "extract_ms": result.cost.extract_ms,
+        "rest_calls": result.cost.api_calls,
+        "raw_reads": result.cost.raw_reads,
+    }
+
+
 @main.command()
-@click.argument("repo")
+@click.argument("repo", required=False)
+@click.option("--github", "github_repo", metavar="OWNER/REPO", help="Read over the GitHub API.")
 @click.option("--ref", help="Branch, tag or commit to read (default: HEAD).")
 @click.option("--root-hint", help="Only index below this folder of the repository.")
 @click.option("--exclude", multiple=True, help="Extra glob to ignore (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of catalog entries.")
+@click.option("--stats", is_flag=True, help="Also print what the scan cost, on stderr.")
 def detect(
-    repo: str, ref: str | None, root_hint: str | None, exclude: tuple[str, ...], as_json: bool
+    repo: str | None,
+    github_repo: str | None,
+    ref: str | None,
+    root_hint: str | None,
+    exclude: tuple[str, ...],
+    as_json: bool,
+    stats: bool,
 ) -> None:
-    """Show what would be indexed from REPO: a local git repository (bare or not) or a git bundle.
+    """Preview what would be indexed from REPO, before adding it as a source.
+
+    REPO is a local git repository (bare or not), a git bundle file, or a git URL (cloned exactly
+    as the pipeline clones: bare, depth 1, under CLONE_TIMEOUT_SECONDS). With --github OWNER/REPO
+    the tree is read through the GitHub API instead (SKILLMEAT_GITHUB_API_URL, GITHUB_TOKEN).
 
     \b
     Examples:
       skillmeat-pipeline detect ~/src/my-skills
       skillmeat-pipeline detect wshobson+agents.bundle --root-hint plugins --json
+      skillmeat-pipeline detect https://github.com/anthropics/skills.git --stats
+      skillmeat-pipeline detect --github anthropics/skills --stats
     """
-    key = local_source_key(repo)
+    if bool(repo) == bool(github_repo):
+        fail("give either REPO or --github OWNER/REPO")
+    result: ScanResult | None = None
+    started = time.monotonic()
     try:
-        with open_local_repository(repo) as repository:
-            snapshot = snapshot_commit(repository, ref)
-            detection = detect_artifacts(
-                snapshot, root_hint=root_hint, exclude=exclude, repo_name=key.rsplit("/", 1)[-1]
+        if github_repo or REMOTE_URL.match(repo or ""):
+            location = {"github": github_repo} if github_repo else {"url": repo}
+            source = SourceConfig.model_validate(
+                {"key": github_repo or local_source_key(repo or ""), **location}
+                | {"ref": ref, "root_hint": root_hint, "exclude": list(exclude)}
             )
-            entries = extract_catalog_entries(snapshot, detection, source_key=key)
+            result = _preview_remote(source, use_api=bool(github_repo))
+            entries = result.entries
+        else:
+            key = local_source_key(repo or "")
+            with open_local_repository(repo or "") as repository:
+                snapshot = snapshot_commit(repository, ref)
+                extract_started = time.monotonic()
+                detection = detect_artifacts(
+                    snapshot, root_hint=root_hint, exclude=exclude, repo_name=key
+                )
+                entries = extract_catalog_entries(snapshot, detection, source_key=key)
+                extract_ms = round((time.monotonic() - extract_started) * 1000)
     except RepositoryError as exc:
         message = str(exc)
-        click.echo(
-            f"error: {message if message.startswith(repo) else f'{repo}: {message}'}", err=True
-        )
-        sys.exit(2)
+        fail(message if message.startswith(repo or "") else f"{repo}: {message}")
+    except (CloneError, ApiError, ValueError) as exc:
+        fail(str(exc).splitlines()[0])
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     else:
-        click.echo(format_table(entries))
+        click.echo(format_entries(entries))
+    if stats:
+        numbers = (
+            _stats(result)
+            if result
+            else {
+                "strategy": "local",
+                "commit_sha": snapshot.commit_sha,
+                "bytes_fetched": 0,
+                "clone_ms": 0,
+                "extract_ms": extract_ms,
+                "rest_calls": 0,
+                "raw_reads": 0,
+            }
+        )
+        numbers["total_ms"] = round((time.monotonic() - started) * 1000)
+        if as_json:
+            click.echo(json.dumps(numbers), err=True)
+        else:
+            click.echo(
+                format_rows(("STAT", "VALUE"), [(k, str(v)) for k, v in numbers.items()]), err=True
+            )
+
+
+# -- sources and search ---------------------------------------------------------------------------
+
+
+@main.group()
+def sources() -> None:
+    """The sources file (SKILLMEAT_SOURCES_FILE, default ./sources.yaml) and its partitions."""
+
+
+@sources.command("sync")
+def sources_sync() -> None:
+    """Make the Dagster partitions and the catalog's source rows equal the sources file.
+
+    New sources get a partition; dropped ones lose theirs and their catalog rows are marked
+    removed (never deleted). Uses the Dagster instance of DAGSTER_HOME, like the `dagster` CLI.
+
+    \b
+    Example:
+      export DAGSTER_HOME=$PWD/.dagster_home
+      skillmeat-pipeline sources sync
+      dagster asset materialize -m skillmeat_pipeline.definitions \\
+          --select marketplace_index --partition anthropics/skills
+    """
+    # Imported here: Dagster takes a second to import and `detect` never needs it.
+    import dagster as dg
+
+    from skillmeat_pipeline.defs.partitions import (
+        marketplace_sources,
+        planned_partition_changes,
+        sync_catalog_sources,
+    )
+
+    try:
+        configured = load_sources()
+    except SourcesFileError as exc:
+        fail(str(exc))
+    with dg.DagsterInstance.get() as instance:
+        added, removed = planned_partition_changes(instance, configured)
+        catalog = Catalog.from_env()
+        catalog.migrate()
+        sync_catalog_sources(catalog, configured)
+        if added:
+            instance.add_dynamic_partitions(marketplace_sources.name, added)
+        for key in removed:
+            instance.delete_dynamic_partition(marketplace_sources.name, key)
+    click.echo(
+        f"{len(configured)} sources: {len(added)} added, {len(removed)} removed"
+        + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
+    )
+
+
+@sources.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of source objects.")
+def sources_list(as_json: bool) -> None:
+    """Every source in the catalog with its last index (MarketplaceSourceResponse).
+
+    \b
+    Example:
+      skillmeat-pipeline sources list --json
+    """
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    responses = catalog.source_responses()
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in responses], indent=2))
+        return
+    rows = [
+        (
+            r.key,
+            r.indexing_strategy.value if r.indexing_strategy else "-",
+            str(r.artifact_count) if r.artifact_count is not None else "-",
+            r.last_status.value if r.last_status else "never indexed",
+            r.last_indexed_at.isoformat(timespec="seconds") if r.last_indexed_at else "-",
+        )
+        for r in responses
+    ]
+    click.echo(format_rows(("SOURCE", "STRATEGY", "ARTIFACTS", "STATUS", "INDEXED AT"), rows))
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--type",
+    "artifact_type",
+    type=click.Choice(["skill", "agent", "command", "hook", "mcp", "plugin"]),
+    help="Only this kind of artifact.",
+)
+@click.option("--source", "source_key", help="Only this source (its key).")
+@click.option("--limit", default=20, show_default=True, help="At most this many results.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
+def search(
+    query: str, artifact_type: str | None, source_key: str | None, limit: int, as_json: bool
+) -> None:
+    """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
+
+    \b
+    Examples:
+      skillmeat-pipeline search "pull request review" --type agent
+      skillmeat-pipeline search pdf --source anthropics/skills --json
+    """
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    hits = catalog.search(query, artifact_type=artifact_type, source_key=source_key, limit=limit)
+    if as_json:
+        click.echo(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
+        return
+    if not hits:
+        click.echo(f"no results for {query!r}")
+        return
+    rows = [
+        (f"{h.score:.2f}", h.artifact_type.value, h.name, h.source_key, (h.description or "")[:60])
+        for h in hits
+    ]
+    click.echo(format_rows(("SCORE", "TYPE", "NAME", "SOURCE", "DESCRIPTION"), rows))

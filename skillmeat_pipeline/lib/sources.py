@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -159,3 +160,14 @@ def load_sources(path: Path | None = None) -> list[SourceConfig]:
     except UnicodeDecodeError as exc:
         raise SourcesFileError(f"{path}: not UTF-8 text ({exc.reason})") from None
     return parse_sources(text, origin=str(path))
+
+
+def partition_changes(
+    configured_keys: Sequence[str], existing_keys: Sequence[str]
+) -> tuple[list[str], list[str]]:
+    """(keys to add, in file order; keys to remove, sorted) to make partitions equal the file."""
+    existing = set(existing_keys)
+    configured = set(configured_keys)
+    added = [key for key in configured_keys if key not in existing]
+    removed = sorted(existing - configured)
+    return added, removed

@@ -71,6 +71,8 @@ class CloneTarget(BaseModel):
     commit_sha: str | None
     tree_sha: str | None
     computed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    # paths in the tree detection read: tells a shrunk tree from a detection that lost artifacts
+    tree_entry_count: int | None = None
 
     @property
     def artifact_count(self) -> int:
@@ -203,6 +205,7 @@ def build_clone_target(
     *,
     commit_sha: str | None,
     tree_sha: str | None,
+    tree_entry_count: int | None = None,
     computed_at: datetime | None = None,
 ) -> CloneTarget:
     """The clone target stored after a scan: the strategy used and what it found and read."""
@@ -214,5 +217,6 @@ def build_clone_target(
         artifact_paths=paths,
         commit_sha=commit_sha,
         tree_sha=tree_sha,
+        tree_entry_count=tree_entry_count,
         computed_at=computed_at or datetime.now(UTC),
     )

@@ -1,0 +1,330 @@
+"""`marketplace_index`: one partition per source, indexed by a graph of ops visible in the UI.
+
+resolve_heads -> select_strategies -> clone_and_extract (pool git_clone)
+                                   -> fetch_from_api (pool github_api, also the clone fallback)
+-> write_index_rows (fan-in of every branch).
+
+A run covers a batch of partitions (BackfillPolicy.multi_run): every op works on its batch with
+sources in parallel up to a bound, one bad source never fails the others, and the last op logs one
+materialization (with its own metadata) per source that succeeded, then fails the run naming the
+sources that did not, so exactly those partitions show as failed.
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TypeVar
+
+import dagster as dg
+
+from skillmeat_pipeline.defs.checks import INDEX_CHECK_SPECS, check_evaluations
+from skillmeat_pipeline.defs.partitions import marketplace_sources
+from skillmeat_pipeline.defs.resources import CatalogResource, FetchersResource, SourcesFileResource
+from skillmeat_pipeline.lib.clone import CloneError
+from skillmeat_pipeline.lib.github_api import ApiError
+from skillmeat_pipeline.lib.scan import (
+    ScanResult,
+    ScanStatus,
+    SourcePlan,
+    clone_fallback_reason,
+    current_result,
+    failed_result,
+    new_plan,
+    plan_scan,
+    resolve_source,
+    scan_by_api,
+    scan_by_clone,
+    write_result,
+)
+from skillmeat_pipeline.lib.sources import SourcesFileError
+from skillmeat_pipeline.lib.strategy import Strategy
+
+INDEX_ASSET_KEY = dg.AssetKey("marketplace_index")
+SOURCES_PER_RUN = 25  # a backfill of thousands of sources becomes runs of this many
+
+# Transient trouble outside one source (a database restart, an exhausted pool) retries the op;
+# per-source failures are handled inside each op and never raise.
+OP_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class IndexConfig(dg.Config):
+    """Run config of `marketplace_index` (the `resolve_heads` op)."""
+
+    force: bool = False  # re-index sources whose head is the indexed commit
+
+
+def _map_bounded(function: Callable[[T], R], items: Sequence[T], max_workers: int) -> list[R]:
+    """`function` over `items` on at most `max_workers` threads (clones and HTTP free the GIL)."""
+    if len(items) <= 1 or max_workers <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+        return list(pool.map(function, items))
+
+
+@dg.op(
+    out={
+        "settled": dg.Out(list, description="sources already current, or failed before fetching"),
+        "to_scan": dg.Out(list, is_required=False, description="sources whose head moved"),
+    },
+    retry_policy=OP_RETRY_POLICY,
+)
+def resolve_heads(
+    context: dg.OpExecutionContext,
+    config: IndexConfig,
+    sources_file: SourcesFileResource,
+    catalog: CatalogResource,
+    fetchers: FetchersResource,
+):
+    """Each source's head commit over the git protocol (no REST call); unchanged ones stop here."""
+    keys = list(context.partition_keys)
+    try:
+        configured = {source.key: source for source in sources_file.load()}
+    except SourcesFileError as exc:
+        raise dg.Failure(
+            description=f"the sources file cannot be used, nothing was indexed: {exc}",
+            allow_retries=False,
+        ) from None
+    store = catalog.catalog
+    store.upsert_sources([configured[k] for k in keys if k in configured])
+    settled: list[ScanResult] = [
+        ScanResult(
+            source_key=key,
+            status=ScanStatus.FAILED,
+            error=f"source {key} is not in the sources file any more; its rows stay as they are "
+            "(run `skillmeat-pipeline sources sync` to mark them removed)",
+        )
+        for key in keys
+        if key not in configured
+    ]
+    plans = [new_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
+    run_fetchers = fetchers.fetchers
+    if config.force:
+        run_fetchers = replace(run_fetchers, settings=replace(run_fetchers.settings, force=True))
+
+    def resolve(plan: SourcePlan) -> ScanResult | SourcePlan:
+        try:
+            if resolve_source(plan, run_fetchers):
+                return current_result(plan)
+        except CloneError as exc:
+            context.log.error(
+                f"source {plan.key}: head lookup failed and it has no API fallback: {exc}; "
+                "the partition fails and its last good rows stay"
+            )
+            return failed_result(plan, str(exc))
+        return plan
+
+    to_scan: list[SourcePlan] = []
+    for outcome in _map_bounded(resolve, plans, fetchers.max_parallel_sources):
+        if isinstance(outcome, ScanResult):
+            settled.append(outcome)
+        else:
+            to_scan.append(outcome)
+    current = sum(1 for r in settled if r.status is ScanStatus.CURRENT)
+    context.log.info(
+        f"{len(keys)} sources: {current} current, {len(to_scan)} to index, "
+        f"{len(settled) - current} failed before fetching"
+    )
+    yield dg.Output(settled, "settled")
+    if to_scan:
+        yield dg.Output(to_scan, "to_scan")
+
+
+@dg.op(
+    out={
+        "git": dg.Out(list, is_required=False, description="sources to clone"),
+        "api": dg.Out(list, is_required=False, description="sources to read over the GitHub API"),
+    },
+    retry_policy=OP_RETRY_POLICY,
+)
+def select_strategies(context: dg.OpExecutionContext, fetchers: FetchersResource, plans: list):
+    """Pick api, sparse_manifest or sparse_directory per source and log why (SPEC §4)."""
+
+    def select(plan: SourcePlan) -> SourcePlan:
+        selection = plan_scan(plan, fetchers.fetchers)
+        message = f"strategy for {plan.key}: {selection.log_record()}"
+        if selection.fallback:
+            plan.fallback_reason = selection.reason
+            context.log.warning(message)
+        else:
+            context.log.info(message)
+        return plan
+
+    selected = _map_bounded(select, plans, fetchers.max_parallel_sources)
+    git = [p for p in selected if p.selection.selected_strategy is not Strategy.API]
+    api = [p for p in selected if p.selection.selected_strategy is Strategy.API]
+    if git:
+        yield dg.Output(git, "git")
+    if api:
+        yield dg.Output(api, "api")
+
+
+@dg.op(
+    out={
+        "cloned": dg.Out(list, is_required=False, description="scan results of cloned sources"),
+        "fallback": dg.Out(list, is_required=False, description="GitHub sources the clone failed"),
+    },
+    pool="git_clone",
+    retry_policy=OP_RETRY_POLICY,
+)
+def clone_and_extract(
+    context: dg.OpExecutionContext,
+    catalog: CatalogResource,
+    fetchers: FetchersResource,
+    plans: list,
+):
+    """Bare depth-1 clone under a hard timeout, detection and extraction; retries then fallback."""
+    store, run_fetchers = catalog.catalog, fetchers.fetchers
+
+    def clone(plan: SourcePlan) -> ScanResult | SourcePlan:
+        def on_retry(number: int, exc: BaseException, wait: float) -> None:
+            context.log.warning(
+                f"source {plan.key}: clone failed ({exc}); retry {number} in {wait:.1f} s"
+            )
+
+        try:
+            return scan_by_clone(
+                plan, run_fetchers, store.previous_entries(plan.key), on_retry=on_retry
+            )
+        except CloneError as exc:
+            if plan.source.github:
+                plan.fallback_reason = clone_fallback_reason(plan, exc)
+                context.log.warning(
+                    f"source {plan.key}: {plan.fallback_reason}; the GitHub API path takes over"
+                )
+                return plan
+            context.log.error(
+                f"source {plan.key}: clone failed and it has no API fallback: {exc}; "
+                "the partition fails and its last good rows stay"
+            )
+            return failed_result(plan, str(exc))
+
+    outcomes = _map_bounded(clone, plans, fetchers.max_parallel_sources)
+    results = [o for o in outcomes if isinstance(o, ScanResult)]
+    fallback = [o for o in outcomes if isinstance(o, SourcePlan)]
+    if results:
+        yield dg.Output(results, "cloned")
+    if fallback:
+        yield dg.Output(fallback, "fallback")
+
+
+@dg.op(pool="github_api", retry_policy=OP_RETRY_POLICY)
+def fetch_from_api(
+    context: dg.OpExecutionContext,
+    catalog: CatalogResource,
+    fetchers: FetchersResource,
+    batches: list,
+) -> list:
+    """Tree and manifests over the GitHub REST API and raw reads, at most 10 REST calls each."""
+    store, run_fetchers = catalog.catalog, fetchers.fetchers
+    plans: list[SourcePlan] = [plan for batch in batches for plan in batch]
+
+    def read(plan: SourcePlan) -> ScanResult:
+        try:
+            return scan_by_api(plan, run_fetchers, store.previous_entries(plan.key))
+        except ApiError as exc:
+            context.log.error(
+                f"source {plan.key}: the GitHub API path failed: {exc}; "
+                "the partition fails and its last good rows stay"
+            )
+            return failed_result(plan, str(exc))
+
+    return _map_bounded(read, plans, fetchers.max_parallel_sources)
+
+
+def partition_metadata(result: ScanResult, write_ms: int, rows_affected: int) -> dict:
+    """The per-partition metadata of SPEC §7; numbers stay numbers so the UI plots them."""
+    cost = result.cost
+    total_ms = round((time.monotonic() - result.started) * 1000)
+    return {
+        "artifact_count": result.artifact_count,
+        "dagster/row_count": result.artifact_count,
+        "rows_affected": rows_affected,
+        "clone_ms": cost.clone_ms,
+        "extract_ms": cost.extract_ms,
+        "write_ms": write_ms,
+        "total_ms": total_ms,
+        "api_calls": cost.api_calls,
+        "raw_reads": cost.raw_reads,
+        "bytes_fetched": cost.bytes_fetched,
+        "strategy": dg.MetadataValue.text(result.strategy.value if result.strategy else "none"),
+        "fallback_reason": dg.MetadataValue.text(result.fallback_reason or "none"),
+        "commit_sha": dg.MetadataValue.text(result.commit_sha or ""),
+        "scan_status": dg.MetadataValue.text(result.status.value),
+    }
+
+
+@dg.op(
+    out={
+        "result": dg.Out(is_required=False),
+        "checks": dg.Out(is_required=False),
+    }
+)
+def write_index_rows(context: dg.OpExecutionContext, catalog: CatalogResource, results: list):
+    """One transaction per source; a materialization per indexed source, failures named."""
+    store = catalog.catalog
+    failed: list[ScanResult] = []
+    for result in (r for batch in results for r in batch):
+        started = time.monotonic()
+        try:
+            written = write_result(store, result)
+        except Exception as exc:  # one source's bad rows must not lose the others' work
+            context.log.error(
+                f"source {result.source_key}: writing its rows failed: {exc}; "
+                "the transaction was rolled back and its last good rows stay"
+            )
+            result.status, result.error = ScanStatus.FAILED, f"writing rows failed: {exc}"
+            written = write_result(store, result)
+        write_ms = round((time.monotonic() - started) * 1000)
+        if result.status is ScanStatus.FAILED:
+            failed.append(result)
+            continue
+        rows = written.rows_affected if written else 0
+        context.log.info(
+            f"Scan complete: {result.cost.api_calls} API calls for "
+            f"{result.artifact_count} artifacts ({result.source_key}, {result.status.value}, "
+            f"strategy {result.strategy})"
+        )
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=INDEX_ASSET_KEY,
+                partition=result.source_key,
+                metadata=partition_metadata(result, write_ms, rows),
+            )
+        )
+        for evaluation in check_evaluations(result):
+            context.log_event(evaluation)
+    if failed:
+        names = "; ".join(f"{r.source_key}: {r.error}" for r in failed)
+        raise dg.Failure(
+            description=f"{len(failed)} source(s) failed, their last good rows stay: {names}",
+            metadata={"failed_sources": [r.source_key for r in failed]},
+            allow_retries=False,
+        )
+    # Optional outputs never yielded: every partition got its own events above.
+    yield from ()
+
+
+@dg.graph_asset(
+    partitions_def=marketplace_sources,
+    backfill_policy=dg.BackfillPolicy.multi_run(SOURCES_PER_RUN),
+    check_specs=INDEX_CHECK_SPECS,
+    group_name="catalog",
+    kinds={"python", "sqlite"},
+    description="Catalog rows of every artifact in a marketplace source (one partition a source).",
+)
+def marketplace_index():
+    settled, to_scan = resolve_heads()
+    git, api = select_strategies(to_scan)
+    cloned, fallback = clone_and_extract(git)
+    api_results = fetch_from_api([api, fallback])
+    written, checks = write_index_rows([settled, cloned, api_results])
+    return {
+        "result": written,
+        **{spec.get_python_identifier(): checks for spec in INDEX_CHECK_SPECS},
+    }

@@ -1,0 +1,59 @@
+"""Asset checks of `marketplace_index`, evaluated per partition by the op that writes the rows."""
+
+import dagster as dg
+
+from skillmeat_pipeline.defs.partitions import marketplace_sources
+from skillmeat_pipeline.lib.github_api import DEFAULT_CALL_BUDGET
+from skillmeat_pipeline.lib.scan import ScanResult, count_collapsed
+
+ASSET = dg.AssetKey("marketplace_index")
+
+API_CALLS_WITHIN_BUDGET = dg.AssetCheckSpec(
+    "api_calls_within_budget",
+    asset=ASSET,
+    partitions_def=marketplace_sources,
+    description=f"A scan spent at most {DEFAULT_CALL_BUDGET} GitHub REST calls (SPEC §6.2).",
+)
+ARTIFACT_COUNT_STABLE = dg.AssetCheckSpec(
+    "artifact_count_stable",
+    asset=ASSET,
+    partitions_def=marketplace_sources,
+    description="The artifact count did not drop by more than half while the tree did not shrink.",
+)
+INDEX_CHECK_SPECS = [API_CALLS_WITHIN_BUDGET, ARTIFACT_COUNT_STABLE]
+
+
+def check_evaluations(result: ScanResult) -> list[dg.AssetCheckEvaluation]:
+    """Both checks for one source's scan, as events of its partition."""
+    api_calls = result.cost.api_calls
+    previous = result.previous_target
+    current = result.clone_target
+    collapsed = count_collapsed(previous, current)
+    return [
+        dg.AssetCheckEvaluation(
+            asset_key=ASSET,
+            check_name=API_CALLS_WITHIN_BUDGET.name,
+            partition=result.source_key,
+            passed=api_calls <= DEFAULT_CALL_BUDGET,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"api_calls": api_calls, "budget": DEFAULT_CALL_BUDGET},
+        ),
+        dg.AssetCheckEvaluation(
+            asset_key=ASSET,
+            check_name=ARTIFACT_COUNT_STABLE.name,
+            partition=result.source_key,
+            passed=not collapsed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "artifact_count": current.artifact_count if current else 0,
+                "previous_artifact_count": previous.artifact_count if previous else 0,
+                "tree_entry_count": (current.tree_entry_count or 0) if current else 0,
+                "previous_tree_entry_count": (previous.tree_entry_count or 0) if previous else 0,
+            },
+            description=(
+                "artifact count dropped by more than half while the tree did not shrink"
+                if collapsed
+                else None
+            ),
+        ),
+    ]

@@ -1,0 +1,751 @@
+"""The catalog database (SPEC §5.2 to §5.4): sources, catalog entries, full-text search.
+
+SQLite (a file, FTS5) by default, PostgreSQL (tsvector + GIN) in production, both through
+SQLAlchemy Core; the schema is created and changed by the alembic revisions in
+`catalog_migrations`. Writes are short transactions that hold the source they change:
+
+* SQLite has one writer at a time. Write transactions start with `BEGIN IMMEDIATE`, so a second
+  writer waits on the busy timeout instead of failing when it upgrades a stale read snapshot; WAL
+  lets readers (search, the UI) go on while a write is in progress.
+* PostgreSQL locks the source's row (`SELECT ... FOR UPDATE`): two writes on one source queue,
+  writes on different sources run side by side.
+
+Slow work (clone, extraction) happens before `write_scan`, outside any transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
+
+from skillmeat_pipeline.lib.catalog_migrations import upgrade_to_head
+from skillmeat_pipeline.lib.models import ArtifactStatus, ArtifactType, CatalogEntry
+from skillmeat_pipeline.lib.sources import SourceConfig
+from skillmeat_pipeline.lib.strategy import CloneTarget, Strategy
+
+INDEX_URL_ENV = "SKILLMEAT_INDEX_URL"
+DEFAULT_INDEX_URL = "sqlite:///skillmeat_index.sqlite"  # relative to the working directory
+SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
+MAX_ERROR_CHARS = 8000
+TEXT_SEARCH_CONFIG = "english"
+# FTS5 column order: name, title, description, tags, search_text, deep_search_text. Mirrors the
+# PostgreSQL weights A, A, B, B, C, D so both backends rank a name match above a mention.
+BM25_WEIGHTS = (10.0, 10.0, 4.0, 4.0, 2.0, 1.0)
+# Transaction-level advisory locks (PostgreSQL) serialising schema changes and source-list syncs.
+_MIGRATION_LOCK_ID = 0x534B4D01
+_SOURCES_SYNC_LOCK_ID = 0x534B4D02
+_WRITE_OPTION = "skillmeat_write"
+
+
+class SourceStatus(StrEnum):
+    OK = "ok"  # the last scan was written
+    CURRENT = "current"  # the head had not moved; the stored index is still the latest
+    FAILED = "failed"  # the last run failed; the entries are those of the last good scan
+    REMOVED = "removed"  # no longer in the sources file; its entries are kept, marked removed
+
+
+class CatalogError(Exception):
+    """A catalog operation that cannot be done as asked."""
+
+
+class UnknownSourceError(CatalogError, LookupError):
+    """The source has no row: `upsert_sources` it first."""
+
+
+class SourceRemovedError(UnknownSourceError):
+    """The source was removed from the sources file; it is not written until re-added."""
+
+
+class StaleHeadError(CatalogError):
+    """`record_current` was given a head that is not the indexed commit."""
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite's DATETIME keeps no offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: give a timezone-aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Query-side view of the schema that `catalog_migrations` creates (a test compares the two); the
+# full-text index (FTS5 table or tsvector column) is known to the migrations only.
+_JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+metadata = sa.MetaData()
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("github", sa.Text()),
+    sa.Column("ref", sa.Text()),
+    sa.Column("root_hint", sa.Text()),
+    sa.Column("exclude", _JSON, nullable=False),
+    sa.Column("deep_indexing", sa.Boolean(), nullable=False),
+    sa.Column("clone_target", _JSON),
+    sa.Column("artifacts_root", sa.Text()),
+    sa.Column("artifact_count", sa.Integer()),
+    sa.Column("indexing_strategy", sa.Text()),
+    sa.Column("last_indexed_commit_sha", sa.Text()),
+    sa.Column("last_indexed_tree_sha", sa.Text()),
+    sa.Column("last_indexed_at", UTCDateTime()),
+    sa.Column("last_status", sa.Text()),
+    sa.Column("last_error", sa.Text()),
+    sa.Column("api_calls_last_run", sa.Integer()),
+    sa.Column("marketplace", _JSON),
+    sa.Column("removed_at", UTCDateTime()),
+)
+
+catalog_entries = sa.Table(
+    "catalog_entries",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("source_key", sa.Text(), sa.ForeignKey("sources.key"), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("artifact_type", sa.Text(), nullable=False),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("title", sa.Text()),
+    sa.Column("description", sa.Text()),
+    sa.Column("tags", _JSON, nullable=False),
+    sa.Column("tools", _JSON, nullable=False),
+    sa.Column("model", sa.Text()),
+    sa.Column("plugin_path", sa.Text()),
+    sa.Column("confidence", sa.Integer(), nullable=False),
+    sa.Column("signals", _JSON, nullable=False),
+    sa.Column("problems", _JSON, nullable=False),
+    sa.Column("content_sha", sa.Text(), nullable=False),
+    sa.Column("manifest_path", sa.Text()),
+    sa.Column("upstream_url", sa.Text()),
+    sa.Column("search_text", sa.Text(), nullable=False),
+    sa.Column("deep_search_text", sa.Text()),
+    sa.Column("deep_index_files", _JSON, nullable=False),
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("first_seen_commit", sa.Text()),
+    sa.Column("indexed_commit", sa.Text()),
+    sa.Column("indexed_at", UTCDateTime()),
+    sa.Column("metadata", _JSON, nullable=False),
+    sa.UniqueConstraint("source_key", "path", name="uq_catalog_entries_source_key_path"),
+    sa.CheckConstraint("confidence BETWEEN 0 AND 100", name="ck_catalog_entries_confidence_range"),
+    sa.CheckConstraint(
+        "status IN ('new', 'updated', 'unchanged', 'removed')",
+        name="ck_catalog_entries_status_known",
+    ),
+)
+
+_ENTRY_COLUMNS = [catalog_entries.c[name] for name in CatalogEntry.model_fields]
+_CONFIG_FIELDS = ("url", "github", "ref", "root_hint", "exclude", "deep_indexing")
+
+
+class SourceRecord(BaseModel):
+    """A source row as stored (SPEC §5.3), with its clone target parsed back."""
+
+    key: str
+    url: str
+    github: str | None
+    ref: str | None
+    root_hint: str | None
+    exclude: list[str]
+    deep_indexing: bool
+    clone_target: CloneTarget | None
+    artifacts_root: str | None
+    artifact_count: int | None
+    indexing_strategy: Strategy | None
+    last_indexed_commit_sha: str | None
+    last_indexed_tree_sha: str | None
+    last_indexed_at: datetime | None
+    last_status: SourceStatus | None
+    last_error: str | None
+    api_calls_last_run: int | None
+    marketplace: dict[str, Any] | None
+    removed_at: datetime | None
+
+
+class MarketplaceSourceResponse(BaseModel):
+    """A source as the API shows it (SPEC §5.3); index facts come from the stored clone target."""
+
+    key: str
+    url: str
+    github: str | None
+    ref: str | None
+    artifacts_root: str | None
+    artifact_count: int | None
+    indexing_strategy: Strategy | None
+    last_indexed_tree_sha: str | None
+    last_indexed_at: datetime | None
+    last_status: SourceStatus | None
+    last_error: str | None
+    api_calls_last_run: int | None
+
+    @classmethod
+    def from_record(cls, record: SourceRecord) -> MarketplaceSourceResponse:
+        target = record.clone_target
+        return cls(
+            key=record.key,
+            url=record.url,
+            github=record.github,
+            ref=record.ref,
+            artifacts_root=target.artifacts_root if target else None,
+            artifact_count=target.artifact_count if target else None,
+            indexing_strategy=target.strategy if target else None,
+            last_indexed_tree_sha=target.tree_sha if target else None,
+            last_indexed_at=record.last_indexed_at,
+            last_status=record.last_status,
+            last_error=record.last_error,
+            api_calls_last_run=record.api_calls_last_run,
+        )
+
+
+class SearchHit(BaseModel):
+    """One search result; `score` is higher for a better match (bm25 or ts_rank)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source_key: str
+    path: str
+    artifact_type: ArtifactType
+    name: str
+    title: str | None
+    description: str | None
+    tags: list[str]
+    upstream_url: str | None
+    confidence: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What one `write_scan` changed: entry rows written, and how many got each status."""
+
+    rows_affected: int
+    new: int
+    updated: int
+    unchanged: int
+    removed: int
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The URL with a driver that is installed: a bare `postgresql://` means psycopg2 here.
+
+    SQLAlchemy 2.1 maps `postgresql://` to psycopg 3, which is not a dependency.
+    """
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def fts5_match(query: str) -> str | None:
+    """User text as an FTS5 query that cannot be a syntax error, or None when it has no words.
+
+    Every whitespace-separated term becomes a quoted string (quotes doubled), so `AND`, `(`, `*`,
+    `NEAR` and column filters are plain text; all terms must match, as with websearch_to_tsquery.
+    """
+    terms = [term for term in query.split() if re.search(r"\w", term)]
+    if not terms:
+        return None
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy's "begin" hook emits BEGIN instead of the sqlite3 module, so writes can be
+    # BEGIN IMMEDIATE (the module would start a deferred transaction on the first write).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    _enable_wal(cursor)
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable enough with WAL, and much faster
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _enable_wal(cursor: sqlite3.Cursor) -> None:
+    # WAL is recorded in the file. When the first connections of a new file switch it at once,
+    # SQLite answers the loser "locked" straight away (a lock upgrade would deadlock, so the busy
+    # timeout does not apply); by the retry the winner has switched it and the pragma is a no-op.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    writing = connection.get_execution_options().get(_WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _without_nul(value: Any) -> Any:
+    # PostgreSQL text and jsonb cannot hold U+0000; odd repository files sometimes do.
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
+def _scan_status(previous: Row | None, entry: CatalogEntry) -> ArtifactStatus:
+    if previous is None or previous.status == ArtifactStatus.REMOVED:
+        return ArtifactStatus.NEW
+    if previous.content_sha != entry.content_sha:
+        return ArtifactStatus.UPDATED
+    return ArtifactStatus.UNCHANGED
+
+
+class Catalog:
+    """The catalog database. Every method runs in its own short transaction; thread-safe."""
+
+    def __init__(self, engine: Engine) -> None:
+        if engine.dialect.name not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"the catalog needs SQLite or PostgreSQL, not {engine.dialect.name} ({engine.url})"
+            )
+        self.engine = engine
+        if self.dialect == "sqlite" and not event.contains(engine, "begin", _sqlite_on_begin):
+            event.listen(engine, "connect", _sqlite_on_connect)
+            event.listen(engine, "begin", _sqlite_on_begin)
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+
+    @classmethod
+    def from_url(cls, url: str | URL) -> Catalog:
+        """A catalog on `sqlite:///path` (its folder is created) or `postgresql://...`."""
+        parsed = normalize_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+        else:
+            # Each write reads what the previous write of its source committed, after its lock.
+            engine = sa.create_engine(parsed, pool_pre_ping=True, isolation_level="READ COMMITTED")
+        return cls(engine)
+
+    @classmethod
+    def from_env(cls) -> Catalog:
+        """The catalog at `SKILLMEAT_INDEX_URL`, default `./skillmeat_index.sqlite`."""
+        return cls.from_url(os.environ.get(INDEX_URL_ENV) or DEFAULT_INDEX_URL)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def dispose(self) -> None:
+        """Close the pooled connections (a test drops its database after this)."""
+        self.engine.dispose()
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest revision; a no-op when it is, safe from many processes."""
+        with self._writer.begin() as conn:
+            # Concurrent starts queue here (SQLite: BEGIN IMMEDIATE) and find the work done.
+            self._advisory_lock(conn, _MIGRATION_LOCK_ID)
+            upgrade_to_head(conn)
+
+    # -- sources ------------------------------------------------------------------------------
+
+    def upsert_sources(self, configs: Sequence[SourceConfig]) -> None:
+        """Insert new sources, update changed ones, bring back removed ones that are listed again.
+
+        A changed configuration or a re-added source clears `last_indexed_commit_sha`, so its next
+        run indexes the tree again rather than recording an unchanged head as current.
+        """
+        keys = [c.key for c in configs]
+        if len(set(keys)) != len(keys):
+            duplicates = sorted(k for k, n in Counter(keys).items() if n > 1)
+            raise ValueError(f"duplicate source keys: {', '.join(duplicates)}")
+        with self._writer.begin() as conn:
+            self._advisory_lock(conn, _SOURCES_SYNC_LOCK_ID)
+            stored = {
+                row.key: row
+                for row in conn.execute(
+                    sa.select(sources.c.key, sources.c.removed_at, *sources.c[_CONFIG_FIELDS])
+                )
+            }
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for config in configs:
+                fields = config.model_dump(include=set(_CONFIG_FIELDS))
+                row = stored.get(config.key)
+                if row is None:
+                    inserts.append({"key": config.key, **fields})
+                    continue
+                changed = any(getattr(row, name) != value for name, value in fields.items())
+                if not changed and row.removed_at is None:
+                    continue
+                update = {"match_key": config.key, **fields, "last_indexed_commit_sha": None}
+                if row.removed_at is not None:
+                    update |= {"removed_at": None, "last_status": None}
+                updates.append(update)
+            if inserts:
+                conn.execute(sa.insert(sources), inserts)
+            # Grouped by the columns they set: an executemany needs one shape.
+            for shape in {frozenset(u) for u in updates}:
+                conn.execute(
+                    sa.update(sources).where(sources.c.key == sa.bindparam("match_key")),
+                    [u for u in updates if frozenset(u) == shape],
+                )
+
+    def mark_sources_removed(self, keys: Iterable[str]) -> int:
+        """Mark sources gone from the sources file, and their entries, removed (nothing deleted).
+
+        Returns how many sources were newly marked; unknown or already removed keys are skipped.
+        """
+        wanted = sorted(set(keys))
+        if not wanted:
+            return 0
+        with self._writer.begin() as conn:
+            self._advisory_lock(conn, _SOURCES_SYNC_LOCK_ID)
+            removed = (
+                conn.execute(
+                    sa.update(sources)
+                    .where(sources.c.key.in_(wanted), sources.c.removed_at.is_(None))
+                    .values(removed_at=_now(), last_status=SourceStatus.REMOVED)
+                    .returning(sources.c.key)
+                )
+                .scalars()
+                .all()
+            )
+            if removed:
+                conn.execute(
+                    sa.update(catalog_entries)
+                    .where(
+                        catalog_entries.c.source_key.in_(removed),
+                        catalog_entries.c.status != ArtifactStatus.REMOVED,
+                    )
+                    .values(status=ArtifactStatus.REMOVED)
+                )
+        return len(removed)
+
+    # -- scans --------------------------------------------------------------------------------
+
+    def write_scan(
+        self,
+        source_key: str,
+        entries: Sequence[CatalogEntry],
+        *,
+        commit_sha: str,
+        tree_sha: str,
+        clone_target: CloneTarget,
+        strategy: Strategy | str,
+        api_calls: int,
+        marketplace: dict[str, Any] | None,
+        indexed_at: datetime,
+    ) -> WriteResult:
+        """Store one scan of a source in one transaction, with statuses against what is stored.
+
+        Statuses: `new` when the path is not stored or stored as removed (it was absent from the
+        previous scan), `updated` when its content_sha changed, `unchanged` otherwise; stored paths
+        missing from this scan become `removed` (rows kept). `first_seen_commit` is set once and
+        kept, also when a removed path comes back. The caller's status, first_seen_commit,
+        indexed_commit and indexed_at on the entries are replaced. On any error nothing changes.
+        """
+        self._check_scan(
+            source_key, entries, commit_sha, tree_sha, clone_target, Strategy(strategy)
+        )
+        scanned = {entry.path: entry for entry in entries}
+        counts: Counter[ArtifactStatus] = Counter()
+        with self._writer.begin() as conn:
+            self._lock_active_source(conn, source_key)
+            stored = {
+                row.path: row
+                for row in conn.execute(
+                    sa.select(
+                        catalog_entries.c.path,
+                        catalog_entries.c.status,
+                        catalog_entries.c.content_sha,
+                        catalog_entries.c.first_seen_commit,
+                    ).where(catalog_entries.c.source_key == source_key)
+                )
+            }
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            for path, entry in scanned.items():
+                previous = stored.get(path)
+                status = _scan_status(previous, entry)
+                counts[status] += 1
+                row = _without_nul(
+                    entry.model_dump(
+                        mode="json",
+                        exclude={"status", "first_seen_commit", "indexed_commit", "indexed_at"},
+                    )
+                )
+                first_seen = previous.first_seen_commit if previous is not None else None
+                row |= {
+                    "status": status,
+                    "first_seen_commit": first_seen or commit_sha,
+                    "indexed_commit": commit_sha,
+                    "indexed_at": indexed_at,
+                }
+                if previous is None:
+                    inserts.append(row)
+                else:
+                    updates.append({"match_source_key": source_key, "match_path": path, **row})
+            removed = [
+                {"match_source_key": source_key, "match_path": path}
+                for path, row in stored.items()
+                if path not in scanned and row.status != ArtifactStatus.REMOVED
+            ]
+            counts[ArtifactStatus.REMOVED] = len(removed)
+            if inserts:
+                conn.execute(sa.insert(catalog_entries), inserts)
+            if updates:
+                conn.execute(_update_entry_by_key(), updates)
+            if removed:
+                conn.execute(_update_entry_by_key().values(status=ArtifactStatus.REMOVED), removed)
+            conn.execute(
+                sa.update(sources)
+                .where(sources.c.key == source_key)
+                .values(
+                    clone_target=clone_target.model_dump(mode="json"),
+                    artifacts_root=clone_target.artifacts_root,
+                    artifact_count=clone_target.artifact_count,
+                    indexing_strategy=clone_target.strategy,
+                    last_indexed_commit_sha=commit_sha,
+                    last_indexed_tree_sha=tree_sha,
+                    last_indexed_at=indexed_at,
+                    last_status=SourceStatus.OK,
+                    last_error=None,
+                    api_calls_last_run=api_calls,
+                    marketplace=_without_nul(marketplace),
+                )
+            )
+        return WriteResult(
+            rows_affected=len(inserts) + len(updates) + len(removed),
+            new=counts[ArtifactStatus.NEW],
+            updated=counts[ArtifactStatus.UPDATED],
+            unchanged=counts[ArtifactStatus.UNCHANGED],
+            removed=counts[ArtifactStatus.REMOVED],
+        )
+
+    def record_failure(self, source_key: str, error: str, *, api_calls: int | None = None) -> None:
+        """Record a failed run; the entries of the last good scan stay as they are."""
+        if len(error) > MAX_ERROR_CHARS:
+            error = error[:MAX_ERROR_CHARS] + f"... [{len(error) - MAX_ERROR_CHARS} chars cut]"
+        values: dict[str, Any] = {"last_status": SourceStatus.FAILED, "last_error": error}
+        if api_calls is not None:
+            values["api_calls_last_run"] = api_calls
+        with self._writer.begin() as conn:
+            self._lock_active_source(conn, source_key)
+            conn.execute(
+                sa.update(sources).where(sources.c.key == source_key).values(_without_nul(values))
+            )
+
+    def record_current(
+        self,
+        source_key: str,
+        commit_sha: str,
+        api_calls: int,
+        *,
+        checked_at: datetime | None = None,
+    ) -> None:
+        """Record that the head is still the indexed commit: status `current`, no entry written.
+
+        `last_indexed_at` moves to `checked_at` (now): the index is known fresh as of then.
+        """
+        with self._writer.begin() as conn:
+            row = self._lock_active_source(conn, source_key)
+            if row.last_indexed_commit_sha != commit_sha:
+                raise StaleHeadError(
+                    f"source {source_key!r}: head {commit_sha} is not the indexed commit "
+                    f"{row.last_indexed_commit_sha}; index it instead of recording it current"
+                )
+            conn.execute(
+                sa.update(sources)
+                .where(sources.c.key == source_key)
+                .values(
+                    last_status=SourceStatus.CURRENT,
+                    last_error=None,
+                    last_indexed_at=checked_at or _now(),
+                    api_calls_last_run=api_calls,
+                )
+            )
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get_source(self, key: str) -> SourceRecord | None:
+        """The stored source row, also when removed; None when there is none."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.key == key)).one_or_none()
+        return SourceRecord.model_validate(row._asdict()) if row else None
+
+    def list_sources(self, *, include_removed: bool = False) -> list[SourceRecord]:
+        query = sa.select(sources).order_by(sources.c.key)
+        if not include_removed:
+            query = query.where(sources.c.removed_at.is_(None))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [SourceRecord.model_validate(row._asdict()) for row in rows]
+
+    def source_responses(self, *, include_removed: bool = False) -> list[MarketplaceSourceResponse]:
+        return [
+            MarketplaceSourceResponse.from_record(record)
+            for record in self.list_sources(include_removed=include_removed)
+        ]
+
+    def entries(self, source_key: str, include_removed: bool = False) -> list[CatalogEntry]:
+        """The catalog entries of a source, by path."""
+        query = (
+            sa.select(*_ENTRY_COLUMNS)
+            .where(catalog_entries.c.source_key == source_key)
+            .order_by(catalog_entries.c.path)
+        )
+        if not include_removed:
+            query = query.where(catalog_entries.c.status != ArtifactStatus.REMOVED)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [CatalogEntry.model_validate(row._asdict()) for row in rows]
+
+    def previous_entries(self, source_key: str) -> dict[str, CatalogEntry]:
+        """The live entries of the last good scan by path, to reuse those whose content_sha held."""
+        return {entry.path: entry for entry in self.entries(source_key)}
+
+    def search(
+        self,
+        query: str,
+        *,
+        artifact_type: ArtifactType | str | None = None,
+        source_key: str | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        """Entries matching every word of `query`, best first; removed entries never match.
+
+        Any text is safe. SQLite treats every term as a plain word (see `fts5_match`); PostgreSQL
+        reads it with websearch_to_tsquery, which also honours "phrases", `or` and `-word` and
+        never raises. Both stem English words ("hooks" finds "hook").
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        query = query.replace("\x00", " ")
+        if self.dialect == "sqlite":
+            match_expression = fts5_match(query)
+            if match_expression is None:
+                return []
+            fts = sa.table("catalog_entries_fts", sa.column("rowid"))
+            fts_name = sa.literal_column("catalog_entries_fts")
+            score = -sa.func.bm25(fts_name, *BM25_WEIGHTS)
+            statement = (
+                sa.select(score.label("score"))
+                .select_from(fts.join(catalog_entries, catalog_entries.c.id == fts.c.rowid))
+                .where(fts_name.op("MATCH")(match_expression))
+            )
+        else:
+            if not query.strip():
+                return []
+            vector = sa.literal_column("catalog_entries.search_vector", postgresql.TSVECTOR)
+            tsquery = sa.func.websearch_to_tsquery(
+                sa.cast(TEXT_SEARCH_CONFIG, postgresql.REGCONFIG), query
+            )
+            statement = sa.select(sa.func.ts_rank(vector, tsquery).label("score")).where(
+                vector.op("@@")(tsquery)
+            )
+        statement = statement.add_columns(
+            *catalog_entries.c["source_key", "path", "artifact_type", "name", "title"],
+            *catalog_entries.c["description", "tags", "upstream_url", "confidence"],
+        ).where(catalog_entries.c.status != ArtifactStatus.REMOVED)
+        if artifact_type is not None:
+            statement = statement.where(
+                catalog_entries.c.artifact_type == ArtifactType(artifact_type)
+            )
+        if source_key is not None:
+            statement = statement.where(catalog_entries.c.source_key == source_key)
+        statement = statement.order_by(
+            sa.desc("score"), catalog_entries.c.source_key, catalog_entries.c.path
+        ).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        return [SearchHit.model_validate(row._asdict()) for row in rows]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _advisory_lock(self, conn: Connection, lock_id: int) -> None:
+        # SQLite needs none: BEGIN IMMEDIATE already made this the only writer.
+        if self.dialect == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_id)))
+
+    @staticmethod
+    def _lock_active_source(conn: Connection, source_key: str) -> Row:
+        """The source row, locked until commit (FOR UPDATE; SQLite holds the database already)."""
+        row = conn.execute(
+            sa.select(sources.c.key, sources.c.removed_at, sources.c.last_indexed_commit_sha)
+            .where(sources.c.key == source_key)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise UnknownSourceError(
+                f"source {source_key!r} is not in the catalog; upsert_sources() registers it"
+            )
+        if row.removed_at is not None:
+            raise SourceRemovedError(
+                f"source {source_key!r} was removed from the sources file at "
+                f"{row.removed_at.isoformat()}; it is written again once it is listed again"
+            )
+        return row
+
+    @staticmethod
+    def _check_scan(
+        source_key: str,
+        entries: Sequence[CatalogEntry],
+        commit_sha: str,
+        tree_sha: str,
+        clone_target: CloneTarget,
+        strategy: Strategy,
+    ) -> None:
+        foreign = sorted({e.source_key for e in entries} - {source_key})
+        if foreign:
+            raise ValueError(f"scan of {source_key!r} holds entries of {', '.join(foreign)}")
+        paths = Counter(e.path for e in entries)
+        duplicates = sorted(p for p, n in paths.items() if n > 1)
+        if duplicates:
+            raise ValueError(f"scan of {source_key!r} lists paths twice: {', '.join(duplicates)}")
+        # The API reads the clone target (SPEC §5.3), so it must describe this very scan.
+        for name, given, stored in (
+            ("commit_sha", commit_sha, clone_target.commit_sha),
+            ("tree_sha", tree_sha, clone_target.tree_sha),
+            ("strategy", strategy, clone_target.strategy),
+        ):
+            if given != stored:
+                raise ValueError(
+                    f"scan of {source_key!r}: {name} {given} differs from the clone target's "
+                    f"{stored}"
+                )
+
+
+def _update_entry_by_key() -> sa.Update:
+    return sa.update(catalog_entries).where(
+        catalog_entries.c.source_key == sa.bindparam("match_source_key"),
+        catalog_entries.c.path == sa.bindparam("match_path"),
+    )
