@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,13 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Fixture modules shared by several test modules.
+pytest_plugins = [
+    "skillmeat_pipeline_tests.fixtures_db",
+    "skillmeat_pipeline_tests.fixtures_git",
+    "skillmeat_pipeline_tests.fixtures_pipeline",
+]
 
 
 def corpus_dir() -> Path:
@@ -20,6 +28,29 @@ def corpus_dir() -> Path:
 
 def corpus_names() -> list[str]:
     return sorted(p.stem for p in corpus_dir().glob("*.bundle"))
+
+
+ARTIFACT_KINDS = ("skill", "agent", "command", "hook", "mcp", "plugin")
+
+
+def corpus_table() -> dict[str, dict[str, int]]:
+    """`owner+repo` -> the corpus README row's numbers (`artifacts` and one column per kind)."""
+    lines = (corpus_dir() / "README.md").read_text(encoding="utf-8").splitlines()
+    header_index = next(i for i, line in enumerate(lines) if line.startswith("| repository"))
+    headers = [cell.strip() for cell in lines[header_index].strip("|").split("|")]
+    rows: dict[str, dict[str, int]] = {}
+    for line in lines[header_index + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        # "miethe/skillmeat (application + `.claude/`)" names the bundle miethe+skillmeat
+        repository = re.match(r"[\w.-]+/[\w.-]+", cells[0])
+        assert repository, f"unreadable repository cell: {cells[0]!r}"
+        numbers = dict(zip(headers, cells, strict=True))
+        rows[repository.group().replace("/", "+", 1)] = {
+            column: int(numbers[column]) for column in ["artifacts", *ARTIFACT_KINDS]
+        }
+    return rows
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Fixtures for tests that clone over a local git smart-HTTP server.
 
-A test module loads them with `pytest_plugins = ["skillmeat_pipeline_tests.fixtures_git"]`.
+conftest.py loads them for every test module.
 """
 
 from __future__ import annotations

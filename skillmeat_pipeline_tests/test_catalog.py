@@ -33,8 +33,6 @@ from skillmeat_pipeline.lib.models import ArtifactStatus, ArtifactType, CatalogE
 from skillmeat_pipeline.lib.sources import SourceConfig
 from skillmeat_pipeline.lib.strategy import CloneTarget, Strategy, common_root
 
-pytest_plugins = ["skillmeat_pipeline_tests.fixtures_db"]
-
 BACKENDS = ("sqlite", "postgresql")
 SOURCE = "acme/skills"
 OTHER = "acme/agents"

@@ -31,8 +31,6 @@ from skillmeat_pipeline.lib.clone import (
 from skillmeat_pipeline.lib.git_tree import snapshot_commit
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, closed_port, silent_port
 
-pytest_plugins = ["skillmeat_pipeline_tests.fixtures_git"]
-
 # served by the `git_server` fixture; see fixtures_git for what REFS and DEV_DEFAULT hold
 OFFICIAL = "anthropics/claude-plugins-official"
 SMALL = "microsoft/playwright-mcp"

@@ -24,8 +24,6 @@ from skillmeat_pipeline.testing.git_server import (
 )
 from skillmeat_pipeline_tests.conftest import corpus_dir
 
-pytest_plugins = ["skillmeat_pipeline_tests.fixtures_git"]
-
 # served by the `git_server` fixture
 OFFICIAL = "anthropics/claude-plugins-official"
 SMALL = "microsoft/playwright-mcp"

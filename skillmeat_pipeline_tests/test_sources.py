@@ -43,7 +43,7 @@ sources:
         ("- github: a/b\n- github: a/b\n", "source #2 (a/b), field 'key': duplicate of source #1"),
         ("- key: 'a,b'\n  url: http://h/x.git\n", "source #1 (a,b), field 'key'"),
         ("- key: 'a...b'\n  url: http://h/x.git\n", "not a valid partition key"),
-        ("- key: \"a\\x01\"\n  url: http://h/x.git\n", "field 'key'"),
+        ('- key: "a\\x01"\n  url: http://h/x.git\n', "field 'key'"),
         ("- key: k\n  url: ftp://h/x\n", "source #1 (k), field 'url'"),
         ("- key: k\n  url: https://me:tok@h/x.git\n", "credentials in the URL"),
         ("- key: k\n", "needs 'url' or 'github'"),
