@@ -140,3 +140,23 @@ def test_a_batched_run_gives_every_partition_its_own_metadata(pipeline: Pipeline
     assert len(distinct) == 25
     checks = pipeline.events(result, dg.DagsterEventType.ASSET_CHECK_EVALUATION)
     assert len(checks) == 50 and all(c.passed for c in checks)
+
+
+def test_a_transient_clone_error_is_retried_once_then_the_clone_path_succeeds(pipeline: Pipeline):
+    keys = pipeline.write_sources(
+        [{"key": "plain/superpowers", "url": pipeline.git.url_for("obra/superpowers")}]
+    )
+    # the first pack request is cut off mid-way; the head lookup (a GET) is served normally
+    pipeline.git.set_fault("obra/superpowers", Fault.DROP_MID_PACK, method="POST", times=1)
+    result = pipeline.materialize(keys)
+    assert result.success
+    meta = pipeline.materializations(result)["plain/superpowers"]
+    assert meta["strategy"] == "sparse_manifest"
+    assert meta["artifact_count"] == 16
+    assert meta["fallback_reason"] == "none"
+    packs = [r for r in pipeline.git.requests("obra/superpowers") if r.method == "POST"]
+    assert len(packs) >= 2  # the cut one, then the retried clone's
+    retries = [
+        e for e in pipeline.instance.all_logs(result.run_id) if "retry 1" in (e.user_message or "")
+    ]
+    assert len(retries) == 1 and "plain/superpowers" in retries[0].user_message

@@ -79,10 +79,12 @@ def peak_concurrency(records: Iterable[RequestRecord]) -> int:
     return peak
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _FaultSetting:
     fault: Fault
     bytes_per_second: int
+    method: str | None  # only requests with this method misbehave ("POST": the pack, not refs)
+    times: int | None  # how many more requests misbehave; None: until cleared
 
 
 class _Server(ThreadingHTTPServer):
@@ -196,9 +198,18 @@ class GitHttpServer:
     # -- faults and log --------------------------------------------------------------------------
 
     def set_fault(
-        self, slug: str, fault: Fault | str | None, *, bytes_per_second: int = 20_000
+        self,
+        slug: str,
+        fault: Fault | str | None,
+        *,
+        bytes_per_second: int = 20_000,
+        method: str | None = None,
+        times: int | None = None,
     ) -> None:
-        """Make `owner/repo` misbehave from the next request on; `None` restores normal service."""
+        """Make `owner/repo` misbehave from the next request on; `None` restores normal service.
+
+        `method` limits the fault to requests with that method; `times` to that many requests.
+        """
         key = _normalise_slug(slug)
         with self._lock:
             if fault is None:
@@ -206,13 +217,22 @@ class GitHttpServer:
             else:
                 if bytes_per_second < 1:
                     raise ValueError("bytes_per_second must be at least 1")
-                self._faults[key] = _FaultSetting(Fault(fault), bytes_per_second)
+                if times is not None and times < 1:
+                    raise ValueError("times must be at least 1")
+                self._faults[key] = _FaultSetting(Fault(fault), bytes_per_second, method, times)
 
-    def _fault_for(self, slug: str | None) -> _FaultSetting | None:
+    def _fault_for(self, slug: str | None, method: str) -> _FaultSetting | None:
         if slug is None:
             return None
         with self._lock:
-            return self._faults.get(slug)
+            setting = self._faults.get(slug)
+            if setting is None or setting.method not in (None, method):
+                return None
+            if setting.times is not None:
+                setting.times -= 1
+                if setting.times == 0:
+                    del self._faults[slug]
+            return setting
 
     def requests(self, slug: str | None = None) -> list[RequestRecord]:
         """Finished requests, oldest first; only those for `owner/repo` when given.
@@ -282,7 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             # read the whole request first: answering early would desynchronise a keep-alive stream
             body = self._read_body()
-            setting = owner._fault_for(repo)
+            setting = owner._fault_for(repo, self.command)
             fault = setting.fault if setting else None
             if fault is Fault.SILENT:
                 owner._stopping.wait(owner.hold_limit_s)
