@@ -8,6 +8,9 @@ from skillmeat_pipeline.lib.scan import ScanResult, count_collapsed
 
 ASSET = dg.AssetKey("marketplace_index")
 
+# Partitioned check specs are a preview in Dagster 1.13 (pinned below 1.14); they give every
+# source its own check history, which is what a user looks at after a backfill.
+
 API_CALLS_WITHIN_BUDGET = dg.AssetCheckSpec(
     "api_calls_within_budget",
     asset=ASSET,

@@ -19,7 +19,6 @@ import hashlib
 import json
 import re
 import socket
-import subprocess
 import threading
 import time
 import zlib
@@ -35,6 +34,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pygit2
 
 from skillmeat_pipeline.lib.models import MODE_GITLINK, MODE_SYMLINK, MODE_TREE
+from skillmeat_pipeline.testing.git_server import add_repository
 
 HostKind = Literal["rest", "raw"]
 
@@ -166,20 +166,13 @@ def _open(repo: _Repo) -> Iterator[pygit2.Repository]:
 
 
 def layout_bundle(bundle: str | Path, root: str | Path) -> Path:
-    """Clone `owner+repo.bundle` into `root/owner/repo.git` (bare) and return that path."""
+    """Clone `owner+repo.bundle` into `root/owner/repo.git` (bare) once and return that path."""
     bundle = Path(bundle)
     owner, sep, name = bundle.stem.partition("+")
     if not sep or not owner or not name:
         raise ValueError(f"{bundle.name}: bundle names must be owner+repo.bundle")
     target = Path(root) / owner / f"{name}.git"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["git", "clone", "--quiet", "--bare", str(bundle), str(target)],
-            check=True,
-            capture_output=True,
-        )
-    return target
+    return target if target.exists() else add_repository(root, f"{owner}/{name}", bundle)
 
 
 class _Handler(BaseHTTPRequestHandler):
