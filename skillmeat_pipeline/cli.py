@@ -1,17 +1,20 @@
 """`skillmeat-pipeline`: commands for users of the pipeline."""
 
 import json
+import os
 import re
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
+from pydantic import ValidationError
 
 from skillmeat_pipeline.lib.catalog import Catalog
-from skillmeat_pipeline.lib.clone import CloneError, CloneReason, FailureKind
+from skillmeat_pipeline.lib.clone import CloneError, CloneReason, FailureKind, scrub_credentials
 from skillmeat_pipeline.lib.detection import detect_artifacts
 from skillmeat_pipeline.lib.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.git_tree import RepositoryError, open_local_repository, snapshot_commit
@@ -32,8 +35,13 @@ from skillmeat_pipeline.lib.sources import SourceConfig, SourcesFileError, load_
 REMOTE_URL = re.compile(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:")
 
 
-def local_source_key(location: str) -> str:
-    """`owner/repo` for a corpus-style bundle `owner+repo.bundle`, else the folder's name."""
+def preview_source_key(location: str) -> str:
+    """The key a previewed source gets: `owner/repo` from a URL's last two path segments or a
+    corpus-style bundle `owner+repo.bundle`, else the folder's name."""
+    if REMOTE_URL.match(location):
+        path = location.split(":", 1)[1] if "://" not in location else urlsplit(location).path
+        segments = [s for s in path.removesuffix(".git").split("/") if s]
+        return "/".join(segments[-2:])
     name = Path(location.rstrip("/")).name
     for suffix in (".bundle", ".git"):
         name = name.removesuffix(suffix)
@@ -89,7 +97,11 @@ def main() -> None:
 def _preview_remote(source: SourceConfig, use_api: bool) -> ScanResult:
     """Index a remote source exactly as the pipeline would, without storing anything."""
     with GitHubClient.from_env() as github:
-        fetchers = Fetchers(github=github, settings=ScanSettings.from_env())
+        fetchers = Fetchers(
+            github=github,
+            token=os.environ.get("GITHUB_TOKEN") or None,
+            settings=ScanSettings.from_env(),
+        )
         plan = new_plan(source, None)
         if use_api:
             return scan_by_api(plan, fetchers, {})
@@ -152,13 +164,13 @@ def detect(
         if github_repo or REMOTE_URL.match(repo or ""):
             location = {"github": github_repo} if github_repo else {"url": repo}
             source = SourceConfig.model_validate(
-                {"key": github_repo or local_source_key(repo or ""), **location}
+                {"key": github_repo or preview_source_key(repo or ""), **location}
                 | {"ref": ref, "root_hint": root_hint, "exclude": list(exclude)}
             )
             result = _preview_remote(source, use_api=bool(github_repo))
             entries = result.entries
         else:
-            key = local_source_key(repo or "")
+            key = preview_source_key(repo or "")
             with open_local_repository(repo or "") as repository:
                 snapshot = snapshot_commit(repository, ref)
                 extract_started = time.monotonic()
@@ -170,7 +182,11 @@ def detect(
     except RepositoryError as exc:
         message = str(exc)
         fail(message if message.startswith(repo or "") else f"{repo}: {message}")
-    except (CloneError, ApiError, ValueError) as exc:
+    except ValidationError as exc:
+        # pydantic's text quotes the input verbatim, which may hold credentials
+        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        fail(scrub_credentials(f"{github_repo or repo}: {problems}"))
+    except (CloneError, ApiError) as exc:
         fail(str(exc).splitlines()[0])
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
@@ -312,3 +328,45 @@ def search(
         for h in hits
     ]
     click.echo(format_rows(("SCORE", "TYPE", "NAME", "SOURCE", "DESCRIPTION"), rows))
+
+
+# -- demo -----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    default=".demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the repositories, catalog and Dagster instance; rebuilt on every run.",
+)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Then keep the servers up and run the Dagster UI (dagster dev) until Ctrl-C.",
+)
+@click.option("--port", default=3000, show_default=True, help="Port of the Dagster UI (--serve).")
+def demo(directory: Path, serve: bool, port: int) -> None:
+    """Run the pipeline end to end on sample repositories: no set-up, no network.
+
+    Builds five sample marketplace repositories (skills, agents, commands, hooks, MCP servers,
+    plugins), serves them on loopback with a git server and a GitHub API emulator, writes a
+    sources file, syncs the partitions and materializes marketplace_index in a Dagster instance
+    under DIR/dagster_home, twice (the second time after a push to one repository). Prints what
+    each partition's metadata says: strategy, artifacts, REST calls and durations.
+
+    \b
+    Examples:
+      skillmeat-pipeline demo
+      skillmeat-pipeline demo --serve              # then open http://127.0.0.1:3000
+      skillmeat-pipeline demo --serve --port 3333 --dir /tmp/skillmeat-demo
+    """
+    from skillmeat_pipeline.demo import DemoError, run_demo
+
+    try:
+        code = run_demo(directory, serve=serve, port=port, echo=click.echo)
+    except DemoError as exc:
+        fail(str(exc))
+    sys.exit(code)

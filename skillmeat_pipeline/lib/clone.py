@@ -210,6 +210,11 @@ def libgit2_status() -> Libgit2Status:
     return Libgit2Status(usable=problem is None, version=version, problem=problem)
 
 
+def scrub_credentials(text: str) -> str:
+    """`text` with the `user:password@` part of every URL in it removed."""
+    return _CREDENTIALS_IN_URL.sub(r"\1", text)
+
+
 def display_url(url: str) -> str:
     """`url` without user, password, query or fragment: safe for logs, errors and metadata."""
     parts = urlsplit(url)
@@ -218,7 +223,7 @@ def display_url(url: str) -> str:
     except ValueError:
         port = None
     if not parts.scheme or not parts.hostname:
-        return _CREDENTIALS_IN_URL.sub(r"\1", url)
+        return scrub_credentials(url)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
@@ -365,7 +370,7 @@ def _execute(
 def _error(op: str, url: str, kind: FailureKind, reason: CloneReason, detail: str) -> CloneError:
     action = "cloning" if op == "clone" else "listing the heads of"
     # `detail` may quote libgit2, which may quote a URL
-    detail = _CREDENTIALS_IN_URL.sub(r"\1", detail)
+    detail = scrub_credentials(detail)
     return CloneError(
         f"{action} {display_url(url)} failed: {detail}. {_NEXT_STEP[reason]}", kind, reason
     )
@@ -411,10 +416,13 @@ class _Worker:
         except OSError:
             raise self._lost() from None
         fd = self.process.stdout.fileno()
+        # poll, not select: select() fails on descriptors above 1024, common in a busy process
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
         received = b""
         while not received.endswith(b"\n"):
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            if remaining <= 0 or not poller.poll(math.ceil(remaining * 1000)):
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
