@@ -85,6 +85,7 @@ def main() -> None:
 
     \b
     Examples:
+      skillmeat-pipeline demo --serve
       skillmeat-pipeline detect ../shared/corpus/anthropics+skills.bundle
       skillmeat-pipeline sources sync
       skillmeat-pipeline search "code review" --type agent
@@ -220,7 +221,13 @@ def detect(
 
 @main.group()
 def sources() -> None:
-    """The sources file (SKILLMEAT_SOURCES_FILE, default ./sources.yaml) and its partitions."""
+    """The sources file (SKILLMEAT_SOURCES_FILE, default ./sources.yaml) and its partitions.
+
+    \b
+    Examples:
+      skillmeat-pipeline sources sync
+      skillmeat-pipeline sources list --json
+    """
 
 
 @sources.command("sync")
@@ -333,7 +340,7 @@ def search(
 # -- demo -----------------------------------------------------------------------------------------
 
 
-@main.command()
+@main.command(short_help="The pipeline end to end on sample repositories.")
 @click.option(
     "--dir",
     "directory",
@@ -370,3 +377,111 @@ def demo(directory: Path, serve: bool, port: int) -> None:
     except DemoError as exc:
         fail(str(exc))
     sys.exit(code)
+
+
+# -- webhook-server -------------------------------------------------------------------------------
+
+
+@main.command("webhook-server", short_help="Receive GitHub push webhooks into the catalog.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8090, show_default=True, help="Port (0: any free port).")
+@click.option("--path", "hook_path", default="/webhook", show_default=True, help="Hook URL path.")
+@click.option(
+    "--max-body-bytes",
+    default=5 * 1024 * 1024,
+    show_default=True,
+    help="Larger deliveries are refused with 413.",
+)
+def webhook_server(host: str, port: int, hook_path: str, max_body_bytes: int) -> None:
+    """Receive GitHub `push` webhooks and store them for the `push_events_sensor`.
+
+    The secret configured on the GitHub webhook comes from SKILLMEAT_WEBHOOK_SECRET; every
+    delivery must carry a valid X-Hub-Signature-256 (401 otherwise). Accepted pushes are stored in
+    the catalog database (SKILLMEAT_INDEX_URL); a redelivery of the same X-GitHub-Delivery is
+    ignored; a repository that is no source gets 404. Runs until SIGTERM or Ctrl-C.
+
+    \b
+    Example:
+      export SKILLMEAT_WEBHOOK_SECRET=...   # the secret set on the GitHub webhook
+      skillmeat-pipeline webhook-server --host 0.0.0.0 --port 8090
+      # GitHub: Payload URL http://HOST:8090/webhook, content type application/json
+    """
+    import signal
+    import threading
+
+    from skillmeat_pipeline.lib.webhooks import WebhookReceiver, WebhookServer, secret_from_env
+
+    try:
+        secret = secret_from_env()
+    except ValueError as exc:
+        fail(str(exc))
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    receiver = WebhookReceiver(catalog, secret, max_body_bytes=max_body_bytes)
+    try:
+        server = WebhookServer(receiver, host=host, port=port, path=hook_path).start()
+    except (OSError, ValueError) as exc:
+        catalog.dispose()
+        fail(f"cannot listen on {host}:{port}: {exc}")
+    click.echo(f"listening on {server.url}")
+    sys.stdout.flush()
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+        catalog.dispose()
+    click.echo("webhook server stopped")
+
+
+# -- metrics-server -------------------------------------------------------------------------------
+
+
+@main.command("metrics-server")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--port", default=9464, show_default=True, help="Port (0: any free port).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["json", "text"]),
+    help="Log lines on stderr as JSON or text (default: SKILLMEAT_LOG_FORMAT, else text).",
+)
+def metrics_server(host: str, port: int, log_format: str | None) -> None:
+    """Serve the pipeline's metrics to Prometheus at /metrics, one place for every run.
+
+    Run workers live for one run, too short to be scraped. When a run ends, its worker pushes the
+    run's metrics here over OTLP/HTTP (POST /v1/metrics) and this process adds them up: scrape this
+    one process, never the workers. Point the workers at it with
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT=http://HOST:PORT/v1/metrics. Totals restart at zero when
+    this server restarts, which Prometheus's rate() and increase() handle as a counter reset.
+
+    \b
+    Examples:
+      skillmeat-pipeline metrics-server --port 9464
+      # prometheus.yml: - job_name: skillmeat
+      #                   static_configs: [{targets: ["HOST:9464"]}]
+    """
+    import signal
+    import threading
+
+    from skillmeat_pipeline.lib.telemetry import MetricsServer, configure_logging
+
+    configure_logging(log_format or os.environ.get("SKILLMEAT_LOG_FORMAT") or "text")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server = MetricsServer(host, port).start()
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc}")
+    click.echo(
+        f"serving Prometheus metrics on {server.url('/metrics')}; "
+        f"run workers push OTLP metrics to {server.url('/v1/metrics')}"
+    )
+    sys.stdout.flush()
+    try:
+        stop.wait()
+    finally:
+        server.stop()
+    click.echo("metrics server stopped")

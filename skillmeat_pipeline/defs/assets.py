@@ -10,6 +10,7 @@ materialization (with its own metadata) per source that succeeded, then fails th
 sources that did not, so exactly those partitions show as failed.
 """
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import dagster as dg
 from skillmeat_pipeline.defs.checks import INDEX_CHECK_SPECS, check_evaluations
 from skillmeat_pipeline.defs.partitions import marketplace_sources
 from skillmeat_pipeline.defs.resources import CatalogResource, FetchersResource, SourcesFileResource
+from skillmeat_pipeline.defs.telemetry import TelemetryResource, log_record, log_to_run
 from skillmeat_pipeline.lib.clone import CloneError
 from skillmeat_pipeline.lib.github_api import ApiError
 from skillmeat_pipeline.lib.scan import (
@@ -102,6 +104,14 @@ def resolve_heads(
         for key in keys
         if key not in configured
     ]
+    for missing in settled:
+        log_record(
+            context,
+            logging.ERROR,
+            f"{missing.error}; the partition fails",
+            source=missing.source_key,
+            event="source_not_configured",
+        )
     plans = [new_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
     run_fetchers = fetchers.fetchers
     if config.force:
@@ -112,11 +122,22 @@ def resolve_heads(
             if resolve_source(plan, run_fetchers):
                 return current_result(plan)
         except CloneError as exc:
-            context.log.error(
+            log_record(
+                context,
+                logging.ERROR,
                 f"source {plan.key}: head lookup failed and it has no API fallback: {exc}; "
-                "the partition fails and its last good rows stay"
+                "the partition fails and its last good rows stay",
+                source=plan.key,
+                event="head_lookup_failed",
+                reason=exc.reason.value,
             )
             return failed_result(plan, str(exc))
+        if plan.clone_unusable_reason:
+            log_to_run(
+                context,
+                logging.WARNING,
+                f"source {plan.key}: {plan.clone_unusable_reason}; the GitHub API path takes over",
+            )
         return plan
 
     to_scan: list[SourcePlan] = []
@@ -150,9 +171,7 @@ def select_strategies(context: dg.OpExecutionContext, fetchers: FetchersResource
         message = f"strategy for {plan.key}: {selection.log_record()}"
         if selection.fallback:
             plan.fallback_reason = selection.reason
-            context.log.warning(message)
-        else:
-            context.log.info(message)
+        log_to_run(context, logging.WARNING if selection.fallback else logging.INFO, message)
         return plan
 
     selected = _map_bounded(select, plans, fetchers.max_parallel_sources)
@@ -183,8 +202,14 @@ def clone_and_extract(
 
     def clone(plan: SourcePlan) -> ScanResult | SourcePlan:
         def on_retry(number: int, exc: BaseException, wait: float) -> None:
-            context.log.warning(
-                f"source {plan.key}: clone failed ({exc}); retry {number} in {wait:.1f} s"
+            log_record(
+                context,
+                logging.WARNING,
+                f"source {plan.key}: clone failed ({exc}); retry {number} in {wait:.1f} s",
+                source=plan.key,
+                event="clone_retry",
+                retry=number,
+                wait_s=round(wait, 1),
             )
 
         try:
@@ -194,13 +219,20 @@ def clone_and_extract(
         except CloneError as exc:
             if plan.source.github:
                 plan.fallback_reason = clone_fallback_reason(plan, exc)
-                context.log.warning(
-                    f"source {plan.key}: {plan.fallback_reason}; the GitHub API path takes over"
+                log_to_run(
+                    context,
+                    logging.WARNING,
+                    f"source {plan.key}: {plan.fallback_reason}; the GitHub API path takes over",
                 )
                 return plan
-            context.log.error(
+            log_record(
+                context,
+                logging.ERROR,
                 f"source {plan.key}: clone failed and it has no API fallback: {exc}; "
-                "the partition fails and its last good rows stay"
+                "the partition fails and its last good rows stay",
+                source=plan.key,
+                event="clone_failed",
+                reason=exc.reason.value,
             )
             return failed_result(plan, str(exc))
 
@@ -228,9 +260,13 @@ def fetch_from_api(
         try:
             return scan_by_api(plan, run_fetchers, store.previous_entries(plan.key))
         except ApiError as exc:
-            context.log.error(
+            log_record(
+                context,
+                logging.ERROR,
                 f"source {plan.key}: the GitHub API path failed: {exc}; "
-                "the partition fails and its last good rows stay"
+                "the partition fails and its last good rows stay",
+                source=plan.key,
+                event="api_failed",
             )
             return failed_result(plan, str(exc))
 
@@ -262,39 +298,68 @@ def partition_metadata(result: ScanResult, write_ms: int, rows_affected: int) ->
 @dg.op(
     out={
         "result": dg.Out(is_required=False),
-        "checks": dg.Out(is_required=False),
+        # one output per check, so a run that selects the checks maps each to its own output
+        **{spec.get_python_identifier(): dg.Out(is_required=False) for spec in INDEX_CHECK_SPECS},
     }
 )
-def write_index_rows(context: dg.OpExecutionContext, catalog: CatalogResource, results: list):
+def write_index_rows(
+    context: dg.OpExecutionContext,
+    catalog: CatalogResource,
+    telemetry: TelemetryResource,
+    results: list,
+):
     """One transaction per source; a materialization per indexed source, failures named."""
-    store = catalog.catalog
+    store, run_telemetry = catalog.catalog, telemetry.telemetry
     failed: list[ScanResult] = []
     for result in (r for batch in results for r in batch):
         started = time.monotonic()
+        write_phase = result.cost.begin("write")
         try:
             written = write_result(store, result)
         except Exception as exc:  # one source's bad rows must not lose the others' work
-            context.log.error(
+            write_phase.finish(error=exc)
+            log_record(
+                context,
+                logging.ERROR,
                 f"source {result.source_key}: writing its rows failed: {exc}; "
-                "the transaction was rolled back and its last good rows stay"
+                "the transaction was rolled back and its last good rows stay",
+                source=result.source_key,
+                event="write_failed",
             )
             result.status, result.error = ScanStatus.FAILED, f"writing rows failed: {exc}"
             written = write_result(store, result)
         write_ms = round((time.monotonic() - started) * 1000)
+        rows = written.rows_affected if written else 0
+        write_phase.finish(rows_affected=rows, artifact_count=result.artifact_count)
+        # the source's whole span tree, now that its last step is done
+        trace_id = run_telemetry.record_scan(result, run_id=context.run_id)
         if result.status is ScanStatus.FAILED:
             failed.append(result)
             continue
-        rows = written.rows_affected if written else 0
-        context.log.info(
+        log_record(
+            context,
+            logging.INFO,
             f"Scan complete: {result.cost.api_calls} API calls for "
             f"{result.artifact_count} artifacts ({result.source_key}, {result.status.value}, "
-            f"strategy {result.strategy})"
+            f"strategy {result.strategy})",
+            source=result.source_key,
+            event="scan_complete",
+            api_calls=result.cost.api_calls,
+            artifact_count=result.artifact_count,
+            strategy=result.strategy.value if result.strategy else None,
+            scan_status=result.status.value,
+            otel_trace_id=trace_id,
         )
+        metadata = partition_metadata(result, write_ms, rows)
+        if trace_id:
+            metadata["otel_trace_id"] = dg.MetadataValue.text(trace_id)
+            if trace_url := run_telemetry.trace_url(trace_id):
+                metadata["otel_trace_url"] = dg.MetadataValue.url(trace_url)
         context.log_event(
             dg.AssetMaterialization(
                 asset_key=INDEX_ASSET_KEY,
                 partition=result.source_key,
-                metadata=partition_metadata(result, write_ms, rows),
+                metadata=metadata,
             )
         )
         for evaluation in check_evaluations(result):
@@ -323,8 +388,11 @@ def marketplace_index():
     git, api = select_strategies(to_scan)
     cloned, fallback = clone_and_extract(git)
     api_results = fetch_from_api([api, fallback])
-    written, checks = write_index_rows([settled, cloned, api_results])
+    outputs = write_index_rows([settled, cloned, api_results])
     return {
-        "result": written,
-        **{spec.get_python_identifier(): checks for spec in INDEX_CHECK_SPECS},
+        "result": outputs.result,
+        **{
+            spec.get_python_identifier(): getattr(outputs, spec.get_python_identifier())
+            for spec in INDEX_CHECK_SPECS
+        },
     }

@@ -1,9 +1,170 @@
+"""Jobs: the asset job over partition ranges, and a batch job over any set of sources.
+
+A Dagster run of an asset covers one partition or one contiguous *range* of partitions (in the
+dynamic partitions' insertion order). Sources whose heads moved are scattered over that order, so
+ranges would make one push storm into about one run per source. `index_source_batch` takes the
+sources in run config instead (`ops: resolve_batch_heads: config: sources: [...]`) and runs the
+very ops of `marketplace_index`: each indexed source still gets its own materialization of its
+partition, with its own metadata and check results. Sensors that react to pushes use it; the
+nightly re-index and UI backfills, which cover every partition, use ranges.
+"""
+
+from typing import Any
+
 import dagster as dg
 
-from skillmeat_pipeline.defs.assets import marketplace_index
+from skillmeat_pipeline.defs.assets import (
+    OP_RETRY_POLICY,
+    SOURCES_PER_RUN,
+    IndexConfig,
+    clone_and_extract,
+    fetch_from_api,
+    marketplace_index,
+    resolve_heads,
+    select_strategies,
+    write_index_rows,
+)
+from skillmeat_pipeline.defs.partitions import marketplace_sources
+from skillmeat_pipeline.defs.resources import (
+    CatalogResource,
+    FetchersResource,
+    SourcesFileResource,
+)
+
+BATCH_JOB_NAME = "index_source_batch"
+BATCH_OP_NAME = "resolve_batch_heads"
 
 index_sources_job = dg.define_asset_job(
     "index_sources",
     selection=[marketplace_index],
-    description="Index marketplace sources (the target of sensors and schedules).",
+    description="Index marketplace sources over a partition range (schedules, backfills).",
 )
+
+
+class BatchConfig(dg.Config):
+    """Run config of `index_source_batch`: the sources (partition keys) to index."""
+
+    sources: list[str]
+    force: bool = False  # re-index sources whose head is the indexed commit
+
+
+def batch_run_config(sources: list[str], *, force: bool = False) -> dict[str, Any]:
+    """The run config of an `index_source_batch` run over `sources`."""
+    config: dict[str, Any] = {"sources": list(sources)}
+    if force:
+        config["force"] = True
+    return {"ops": {BATCH_OP_NAME: {"config": config}}}
+
+
+class _KeysContext:
+    """The op's context, with the configured sources as its partition keys.
+
+    `resolve_heads` reads `context.partition_keys`; everything else comes from the real context.
+    """
+
+    def __init__(self, context: dg.OpExecutionContext, keys: list[str]) -> None:
+        self._context = context
+        self.partition_keys = keys
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+@dg.op(
+    name=BATCH_OP_NAME,
+    out={
+        "settled": dg.Out(list, description="sources already current, or failed before fetching"),
+        "to_scan": dg.Out(list, is_required=False, description="sources whose head moved"),
+    },
+    retry_policy=OP_RETRY_POLICY,
+)
+def resolve_batch_heads(
+    context: dg.OpExecutionContext,
+    config: BatchConfig,
+    sources_file: SourcesFileResource,
+    catalog: CatalogResource,
+    fetchers: FetchersResource,
+):
+    """`resolve_heads` of the asset for the sources named in run config (no partition range)."""
+    partitions = set(context.instance.get_dynamic_partitions(marketplace_sources.name))
+    keys = list(dict.fromkeys(config.sources))
+    gone = [key for key in keys if key not in partitions]
+    if gone:
+        context.log.warning(
+            f"{len(gone)} source(s) have no partition any more and are skipped: "
+            f"{', '.join(gone[:10])}"
+        )
+    keys = [key for key in keys if key in partitions]
+    yield from resolve_heads.compute_fn.decorated_fn(  # type: ignore[union-attr]
+        context=_KeysContext(context, keys),
+        config=IndexConfig(force=config.force),
+        sources_file=sources_file,
+        catalog=catalog,
+        fetchers=fetchers,
+    )
+
+
+@dg.job(
+    name=BATCH_JOB_NAME,
+    description="Index the sources named in run config (any set of partitions) in one run.",
+    tags={"skillmeat/job": "batch"},
+)
+def index_source_batch_job():
+    settled, to_scan = resolve_batch_heads()
+    git, api = select_strategies(to_scan)
+    cloned, fallback = clone_and_extract(git)
+    api_results = fetch_from_api([api, fallback])
+    write_index_rows([settled, cloned, api_results])
+
+
+# -- run requests ----------------------------------------------------------------------------------
+
+
+def range_run_requests(
+    keys: list[str],
+    run_key_prefix: str,
+    *,
+    run_config: dict[str, Any] | None = None,
+    tags: dict[str, str] | None = None,
+    per_run: int = SOURCES_PER_RUN,
+) -> list[dg.RunRequest]:
+    """`index_sources` runs over `keys`, `per_run` consecutive partitions each, as ranges.
+
+    `keys` must be consecutive in the partition order (all partitions, or newly appended ones).
+    """
+    requests = []
+    for start in range(0, len(keys), per_run):
+        chunk = keys[start : start + per_run]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{run_key_prefix}:{chunk[0]}..{chunk[-1]}",
+                run_config=run_config or {},
+                tags={
+                    **(tags or {}),
+                    "dagster/asset_partition_range_start": chunk[0],
+                    "dagster/asset_partition_range_end": chunk[-1],
+                },
+            )
+        )
+    return requests
+
+
+def batch_run_requests(
+    keys: list[str],
+    run_key_prefix: str,
+    *,
+    tags: dict[str, str] | None = None,
+    per_run: int = SOURCES_PER_RUN,
+) -> list[dg.RunRequest]:
+    """`index_source_batch` runs over any `keys`, `per_run` sources each (in the given order)."""
+    requests = []
+    for number, start in enumerate(range(0, len(keys), per_run)):
+        chunk = keys[start : start + per_run]
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{run_key_prefix}:{number}",
+                run_config=batch_run_config(chunk),
+                tags={**(tags or {}), "skillmeat/source_count": str(len(chunk))},
+            )
+        )
+    return requests

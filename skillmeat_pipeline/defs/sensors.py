@@ -1,35 +1,54 @@
-"""Sensors: keep the partitions equal to the sources file."""
+"""Sensors: keep the partitions equal to the sources file, and index sources that were pushed to.
+
+* `sources_sync_sensor` (running by default): partitions follow the sources file; new sources
+  are indexed at once (partition ranges: new keys are appended, so they are consecutive).
+* `source_heads_sensor` (running by default): polls heads over the git protocol, one page of
+  sources a tick, and indexes the sources whose head moved away from the indexed commit.
+* `push_events_sensor` (running by default; idle until `skillmeat-pipeline webhook-server`
+  stores events): indexes the sources of pending GitHub push deliveries.
+
+Pushes reach scattered partitions, so both push sensors request `index_source_batch` runs with
+the sources in run config, `SOURCES_PER_RUN` a run, never one run per source.
+"""
+
+import json
+import os
+import time
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN
-from skillmeat_pipeline.defs.jobs import index_sources_job
+from skillmeat_pipeline.defs.jobs import (
+    batch_run_requests,
+    index_source_batch_job,
+    index_sources_job,
+    range_run_requests,
+)
 from skillmeat_pipeline.defs.partitions import (
     marketplace_sources,
     planned_partition_changes,
     sync_catalog_sources,
 )
 from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
+from skillmeat_pipeline.lib.heads import (
+    DEFAULT_MAX_PARALLEL,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_RETRY_AFTER_S,
+    DEFAULT_TICK_BUDGET_S,
+    BatchHeadLister,
+    HeadCursor,
+    HeadLister,
+    HeadQuery,
+    PollOutcome,
+    poll_heads,
+    request_digest,
+)
+
+PUSH_EVENTS_PER_TICK = 1000
 
 
 def batched_run_requests(keys: list[str], run_key_prefix: str) -> list[dg.RunRequest]:
-    """One run per `SOURCES_PER_RUN` consecutive partitions, as a partition range.
-
-    `keys` must be consecutive in the partition order (new keys are: they are appended).
-    """
-    requests = []
-    for start in range(0, len(keys), SOURCES_PER_RUN):
-        chunk = keys[start : start + SOURCES_PER_RUN]
-        requests.append(
-            dg.RunRequest(
-                run_key=f"{run_key_prefix}:{chunk[0]}..{chunk[-1]}",
-                tags={
-                    "dagster/asset_partition_range_start": chunk[0],
-                    "dagster/asset_partition_range_end": chunk[-1],
-                },
-            )
-        )
-    return requests
+    """One `index_sources` run per `SOURCES_PER_RUN` consecutive partitions, as a range."""
+    return range_run_requests(keys, run_key_prefix)
 
 
 @dg.sensor(
@@ -59,4 +78,152 @@ def sources_sync_sensor(
         dynamic_partitions_requests=requests,
         run_requests=batched_run_requests(added, f"new-sources:{context.cursor or 0}"),
         cursor=str(int(context.cursor or 0) + 1),
+    )
+
+
+# -- push detection by polling heads ---------------------------------------------------------------
+
+
+class HeadPollingResource(dg.ConfigurableResource):
+    """How `source_heads_sensor` polls: a page of sources a tick, within a time budget.
+
+    A tick must end within Dagster's 60 s sensor limit; the budget bounds the lookups, the rest
+    of a tick (sources file, partitions, catalog) takes well under a second at 5,000 sources.
+    """
+
+    page_size: int = DEFAULT_PAGE_SIZE
+    tick_budget_seconds: float = DEFAULT_TICK_BUDGET_S
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+    retry_after_seconds: float = DEFAULT_RETRY_AFTER_S
+
+    def lister(self) -> HeadLister:
+        return BatchHeadLister(max_parallel=self.max_parallel)
+
+
+def head_queries(sources_file: SourcesFileResource) -> dict[str, HeadQuery]:
+    """A head lookup per configured source; the token goes to GitHub sources only."""
+    token = os.environ.get("GITHUB_TOKEN") or None
+    return {
+        source.key: HeadQuery(
+            source.key, source.url, source.ref, token=token if source.github else None
+        )
+        for source in sources_file.load()
+    }
+
+
+def _log_poll(context: dg.SensorEvaluationContext, outcome: PollOutcome) -> None:
+    context.log.info(
+        f"polled {len(outcome.page)} heads in {outcome.elapsed_s:.1f} s: "
+        f"{len(outcome.moved)} moved, {outcome.in_flight} already requested, "
+        f"{len(outcome.failed)} failed, {len(outcome.unanswered)} not answered in time "
+        f"(cycle {outcome.cursor.cycles}, next page at {outcome.cursor.position})"
+    )
+    for key, error in list(outcome.failed.items())[:5]:
+        context.log.warning(
+            f"source {key}: head lookup failed: {error}; its pushes are found by the webhook "
+            "or the nightly re-index"
+        )
+    if outcome.unanswered:
+        context.log.warning(
+            f"{len(outcome.unanswered)} head lookups did not finish within the tick budget "
+            f"(first: {', '.join(outcome.unanswered[:5])}); they are retried next cycle"
+        )
+
+
+@dg.sensor(
+    job=index_source_batch_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Polls source heads with list_heads (no REST call), a page a tick, and indexes "
+    "the sources whose head moved, in batches.",
+)
+def source_heads_sensor(
+    context: dg.SensorEvaluationContext,
+    sources_file: SourcesFileResource,
+    catalog: CatalogResource,
+    head_polling: HeadPollingResource,
+) -> dg.SensorResult:
+    # A malformed sources file fails the tick; the cursor stays where it was.
+    queries = head_queries(sources_file)
+    order = marketplace_sources.get_partition_keys(dynamic_partitions_store=context.instance)
+    outcome = poll_heads(
+        order,
+        queries,
+        HeadCursor.from_json(context.cursor),
+        lister=head_polling.lister(),
+        indexed_commits=catalog.catalog.indexed_commits,
+        page_size=head_polling.page_size,
+        budget_s=head_polling.tick_budget_seconds,
+        retry_after_s=head_polling.retry_after_seconds,
+    )
+    _log_poll(context, outcome)
+    cursor = outcome.cursor.to_json()
+    if not outcome.moved:
+        return dg.SensorResult(
+            skip_reason=f"no head moved among {len(outcome.page)} polled sources", cursor=cursor
+        )
+    digest = request_digest(outcome.moved, salt=str(round(time.time())))
+    return dg.SensorResult(
+        run_requests=batch_run_requests(
+            list(outcome.moved), f"heads:{digest}", tags={"skillmeat/trigger": "head-poll"}
+        ),
+        cursor=cursor,
+    )
+
+
+# -- push detection by webhook ---------------------------------------------------------------------
+
+
+def _requested_event_ids(cursor: str | None) -> list[int]:
+    if not cursor:
+        return []
+    try:
+        return [int(i) for i in json.loads(cursor)["requested"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+@dg.sensor(
+    job=index_source_batch_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Indexes the sources of GitHub push deliveries stored by "
+    "`skillmeat-pipeline webhook-server`, in batches.",
+)
+def push_events_sensor(
+    context: dg.SensorEvaluationContext, catalog: CatalogResource
+) -> dg.SensorResult:
+    """Pending push events become runs; they are marked handled on the next tick.
+
+    The cursor names the events whose runs this tick requests. Dagster stores the cursor with
+    the run requests it reserves, so once the next tick sees it those runs exist (or are being
+    submitted): only then are the events marked handled. A tick that fails marks nothing.
+    """
+    store = catalog.catalog
+    previous = _requested_event_ids(context.cursor)
+    if previous:
+        store.mark_push_events_handled(previous)
+    events = store.pending_push_events(limit=PUSH_EVENTS_PER_TICK, exclude_ids=previous)
+    cursor = json.dumps({"requested": [event.id for event in events]})
+    if not events:
+        return dg.SensorResult(skip_reason="no pending push events", cursor=cursor)
+    wanted = {key for event in events for key in event.source_keys}
+    order = marketplace_sources.get_partition_keys(dynamic_partitions_store=context.instance)
+    keys = [key for key in order if key in wanted]
+    gone = sorted(wanted.difference(keys))
+    if gone:
+        context.log.warning(
+            f"push events name {len(gone)} source(s) without a partition (removed from the "
+            f"sources file?); they are not indexed: {', '.join(gone[:10])}"
+        )
+    context.log.info(f"{len(events)} push event(s): indexing {len(keys)} source(s)")
+    if not keys:
+        return dg.SensorResult(skip_reason="push events name no current source", cursor=cursor)
+    return dg.SensorResult(
+        run_requests=batch_run_requests(
+            keys,
+            f"push-events:{events[0].id}-{events[-1].id}",
+            tags={"skillmeat/trigger": "webhook"},
+        ),
+        cursor=cursor,
     )

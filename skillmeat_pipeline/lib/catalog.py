@@ -30,7 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
 
 from skillmeat_pipeline.lib.catalog_migrations import upgrade_to_head
@@ -160,6 +160,21 @@ catalog_entries = sa.Table(
     ),
 )
 
+push_events = sa.Table(
+    "push_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("delivery_id", sa.Text(), nullable=False),
+    sa.Column("repository", sa.Text(), nullable=False),
+    sa.Column("ref", sa.Text()),
+    sa.Column("after_sha", sa.Text()),
+    sa.Column("source_keys", _JSON, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("handled_at", UTCDateTime()),
+    sa.UniqueConstraint("delivery_id", name="uq_push_events_delivery_id"),
+    sa.Index("ix_push_events_handled_at", "handled_at"),
+)
+
 _ENTRY_COLUMNS = [catalog_entries.c[name] for name in CatalogEntry.model_fields]
 _CONFIG_FIELDS = ("url", "github", "ref", "root_hint", "exclude", "deep_indexing")
 
@@ -238,6 +253,29 @@ class SearchHit(BaseModel):
     upstream_url: str | None
     confidence: int
     score: float
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLocation:
+    """Where a source lives: what a push notification is matched against."""
+
+    key: str
+    url: str
+    github: str | None
+    ref: str | None
+
+
+class PushEvent(BaseModel):
+    """A GitHub push delivery the webhook receiver accepted; pending until `handled_at` is set."""
+
+    id: int
+    delivery_id: str
+    repository: str
+    ref: str | None
+    after_sha: str | None
+    source_keys: list[str]
+    received_at: datetime
+    handled_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,6 +632,76 @@ class Catalog:
                 )
             )
 
+    # -- push events (webhook deliveries) ------------------------------------------------------
+
+    def record_push_event(
+        self,
+        delivery_id: str,
+        *,
+        repository: str,
+        ref: str | None,
+        after_sha: str | None,
+        source_keys: Sequence[str],
+        received_at: datetime | None = None,
+    ) -> bool:
+        """Store an accepted push delivery; False when `delivery_id` was stored before (a replay).
+
+        One statement: of two receivers storing the same delivery at once, exactly one gets True.
+        """
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        values = _without_nul(
+            {
+                "delivery_id": delivery_id,
+                "repository": repository,
+                "ref": ref,
+                "after_sha": after_sha,
+                "source_keys": sorted(set(source_keys)),
+            }
+        )
+        statement = (
+            dialect_insert(push_events)
+            .values(**values, received_at=received_at or _now())
+            .on_conflict_do_nothing(index_elements=["delivery_id"])
+            .returning(push_events.c.id)
+        )
+        with self._writer.begin() as conn:
+            inserted = conn.execute(statement).scalar_one_or_none()
+        return inserted is not None
+
+    def pending_push_events(
+        self, *, limit: int = 1000, exclude_ids: Iterable[int] = ()
+    ) -> list[PushEvent]:
+        """Events not yet handled, oldest first, at most `limit`, leaving out `exclude_ids`."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        query = (
+            sa.select(push_events)
+            .where(push_events.c.handled_at.is_(None))
+            .order_by(push_events.c.id)
+            .limit(limit)
+        )
+        excluded = sorted(set(exclude_ids))
+        if excluded:
+            query = query.where(push_events.c.id.not_in(excluded))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [PushEvent.model_validate(row._asdict()) for row in rows]
+
+    def mark_push_events_handled(
+        self, ids: Iterable[int], *, handled_at: datetime | None = None
+    ) -> int:
+        """Set `handled_at` on these events (already handled ones keep theirs); how many changed."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return 0
+        with self._writer.begin() as conn:
+            result = conn.execute(
+                sa.update(push_events)
+                .where(push_events.c.id.in_(wanted), push_events.c.handled_at.is_(None))
+                .values(handled_at=handled_at or _now())
+            )
+        return result.rowcount
+
     # -- reads --------------------------------------------------------------------------------
 
     def get_source(self, key: str) -> SourceRecord | None:
@@ -601,6 +709,32 @@ class Catalog:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(sources).where(sources.c.key == key)).one_or_none()
         return SourceRecord.model_validate(row._asdict()) if row else None
+
+    def indexed_commits(self, keys: Sequence[str]) -> dict[str, str | None]:
+        """The last indexed commit of each of `keys` (None: never indexed, removed or unknown)."""
+        wanted = sorted(set(keys))
+        found: dict[str, str | None] = dict.fromkeys(wanted)
+        with self.engine.connect() as conn:
+            # in slices: SQLite allows a limited number of bound parameters per statement
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(sources.c.key, sources.c.last_indexed_commit_sha).where(
+                        sources.c.key.in_(wanted[start : start + 500]),
+                        sources.c.removed_at.is_(None),
+                    )
+                )
+                found.update({row.key: row.last_indexed_commit_sha for row in rows})
+        return found
+
+    def source_locations(self) -> list[SourceLocation]:
+        """Where every source that is not removed lives (key, url, github, ref), by key."""
+        query = (
+            sa.select(sources.c.key, sources.c.url, sources.c.github, sources.c.ref)
+            .where(sources.c.removed_at.is_(None))
+            .order_by(sources.c.key)
+        )
+        with self.engine.connect() as conn:
+            return [SourceLocation(*row) for row in conn.execute(query)]
 
     def list_sources(self, *, include_removed: bool = False) -> list[SourceRecord]:
         query = sa.select(sources).order_by(sources.c.key)

@@ -155,6 +155,13 @@ class ScanStats:
     cache_hits: int = 0  # SHA-addressed answers reused without any request
     raw_reads: int = 0
     bytes_fetched: int = 0
+    # requests sent, by (host kind, status class): ("rest", "2xx"), ("raw", "error"), ...
+    responses: dict[tuple[HostKind, str], int] = field(default_factory=dict)
+
+
+def status_class(status: int | None) -> str:
+    """`2xx`..`5xx` for an HTTP status; `error` when no answer came (timeout, connection)."""
+    return f"{status // 100}xx" if status is not None and 100 <= status < 600 else "error"
 
 
 @dataclass(slots=True)
@@ -565,12 +572,14 @@ class GitHubClient:
             try:
                 response = self._http.get(url, headers=request_headers)
             except httpx.TimeoutException as exc:
+                self._count_response(scan, host, None)
                 raise ApiError(
                     f"{scan.repo}: {what} timed out ({type(exc).__name__}); retry later",
                     kind=ErrorKind.TRANSIENT,
                     repo=scan.repo,
                 ) from None
             except httpx.TransportError as exc:
+                self._count_response(scan, host, None)
                 raise ApiError(
                     f"{scan.repo}: {what} failed: cannot reach {urlsplit(url).netloc} "
                     f"({type(exc).__name__}: {self._scrub(str(exc))}); retry later",
@@ -634,7 +643,13 @@ class GitHubClient:
             scan.rest_calls += 1
             self._totals.rest_calls += 1
 
+    def _count_response(self, scan: ScanStats, host: HostKind, status: int | None) -> None:
+        key = (host, status_class(status))
+        with self._lock:
+            scan.responses[key] = scan.responses.get(key, 0) + 1
+
     def _account(self, scan: ScanStats, host: HostKind, response: httpx.Response) -> None:
+        self._count_response(scan, host, response.status_code)
         with self._lock:
             scan.bytes_fetched += len(response.content)
             self._totals.bytes_fetched += len(response.content)

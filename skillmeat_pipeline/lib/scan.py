@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -81,9 +82,45 @@ class ScanSettings:
         return replace(settings, **overrides)
 
 
+AttributeValue = str | int | float | bool | None  # None: not known, left out of spans
+
+
+@dataclass(slots=True)
+class Phase:
+    """One step of a scan on the wall clock (`time.time_ns()`), for its trace (lib/telemetry.py).
+
+    A source's steps run in different ops and threads, so its timeline travels with it as data and
+    its whole span tree is emitted when its rows are written.
+    """
+
+    name: str  # resolve, select, clone, extract, api, write
+    start_ns: int
+    parent: int | None = None  # index of the enclosing phase in `ScanCost.phases`
+    end_ns: int | None = None
+    error: str | None = None
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
+    events: list[tuple[int, str, dict[str, AttributeValue]]] = field(default_factory=list)
+
+    def finish(
+        self, error: BaseException | str | None = None, **attributes: AttributeValue
+    ) -> None:
+        """End the phase; a phase that already ended is left as it is."""
+        if self.end_ns is not None:
+            return
+        self.end_ns = time.time_ns()
+        if error is not None:
+            self.error = str(error) or type(error).__name__
+        self.attributes.update(attributes)
+
+    def note(self, name: str, **attributes: AttributeValue) -> None:
+        """Something that happened during the phase (a rate-limit wait): a span event."""
+        self.events.append((time.time_ns(), name, attributes))
+
+
 @dataclass(slots=True)
 class ScanCost:
-    """What a scan spent; every field is a Dagster metadata value of the partition (SPEC §7)."""
+    """What a scan spent. The numbers are Dagster metadata values of the partition (SPEC §7);
+    `phases` (its timeline) and `responses` (GitHub requests by status class) feed telemetry."""
 
     api_calls: int = 0
     raw_reads: int = 0
@@ -92,11 +129,34 @@ class ScanCost:
     select_ms: int = 0
     clone_ms: int = 0
     extract_ms: int = 0
+    started_ns: int = field(default_factory=time.time_ns)
+    phases: list[Phase] = field(default_factory=list)
+    responses: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add_api(self, stats: ScanStats) -> None:
         self.api_calls += stats.rest_calls
         self.raw_reads += stats.raw_reads
         self.bytes_fetched += stats.bytes_fetched
+        for key, count in stats.responses.items():
+            self.responses[key] = self.responses.get(key, 0) + count
+
+    def begin(self, name: str) -> Phase:
+        """Start a phase inside the innermost phase still open (a source's steps run in turn)."""
+        still_open = (i for i in reversed(range(len(self.phases))) if self.phases[i].end_ns is None)
+        phase = Phase(name, time.time_ns(), parent=next(still_open, None))
+        self.phases.append(phase)
+        return phase
+
+
+@contextmanager
+def _phase(cost: ScanCost, name: str) -> Iterator[Phase]:
+    phase = cost.begin(name)
+    try:
+        yield phase
+    except BaseException as exc:
+        phase.finish(error=exc)
+        raise
+    phase.finish()
 
 
 @dataclass(slots=True)
@@ -197,6 +257,7 @@ def resolve_source(plan: SourcePlan, fetchers: Fetchers) -> bool:
     the API takes over in the later steps.
     """
     started = time.monotonic()
+    phase = plan.cost.begin("resolve")
     status = libgit2_status()
     if not status.usable:
         plan.clone_unusable_reason = f"libgit2 unusable: {status.problem}"
@@ -209,6 +270,7 @@ def resolve_source(plan: SourcePlan, fetchers: Fetchers) -> bool:
                 settings=fetchers.settings.clone,
             )
         except CloneError as exc:
+            phase.finish(error=exc)
             if not plan.source.github:
                 raise
             plan.clone_unusable_reason = f"git head lookup failed ({exc.reason}): {exc}"
@@ -218,6 +280,9 @@ def resolve_source(plan: SourcePlan, fetchers: Fetchers) -> bool:
                 plan.clone_unusable_reason,
             )
     plan.cost.resolve_ms = _ms_since(started)
+    if plan.head is not None:
+        phase.finish(commit_sha=plan.head.commit_sha, ref=plan.head.ref_name)
+    phase.finish(error=plan.clone_unusable_reason)
     return (
         not fetchers.settings.force
         and plan.head is not None
@@ -261,6 +326,7 @@ def _manifest_paths(detection: Detection) -> list[str]:
 def plan_scan(plan: SourcePlan, fetchers: Fetchers) -> StrategySelection:
     """Choose the strategy (SPEC §4) and log the structured selection record."""
     started = time.monotonic()
+    phase = plan.cost.begin("select")
     source, settings = plan.source, fetchers.settings
     artifact_paths: list[str] | None = None
     manifest_paths: list[str] = []
@@ -270,12 +336,12 @@ def plan_scan(plan: SourcePlan, fetchers: Fetchers) -> StrategySelection:
         manifest_paths = plan.clone_target.patterns
     elif source.github and plan.clone_unusable_reason is None:
         # First index of a GitHub source: size it from the repository and one tree call.
+        stats: ScanStats | None = None
         try:
             stats = fetchers.github.start_scan(source.github)
             repo_size_mb = fetchers.github.repository(source.github, scan=stats).size / 1024
             ref = plan.head.commit_sha if plan.head else source.ref
             tree = fetchers.github.fetch_snapshot(source.github, ref, scan=stats)
-            plan.cost.add_api(stats)
             estimate = _detect(_ListingOnly(tree), source)
             artifact_paths = [a.path for a in estimate.artifacts]
             manifest_paths = _manifest_paths(estimate)
@@ -286,6 +352,12 @@ def plan_scan(plan: SourcePlan, fetchers: Fetchers) -> StrategySelection:
                 plan.key,
                 exc,
             )
+            phase.note("sizing failed", error=str(exc))
+        finally:
+            # calls that failed were spent too
+            if stats is not None:
+                plan.cost.add_api(stats)
+                phase.attributes["api_calls"] = stats.rest_calls
     selection = select_strategy(
         StrategyInputs(
             source=plan.key,
@@ -301,6 +373,13 @@ def plan_scan(plan: SourcePlan, fetchers: Fetchers) -> StrategySelection:
     )
     plan.selection = selection
     plan.cost.select_ms = _ms_since(started)
+    phase.finish(
+        selected_strategy=selection.selected_strategy.value,
+        patterns_count=selection.patterns_count,
+        artifact_count=selection.artifact_count,  # None: unknown until cloned
+        reason=selection.reason,
+        fallback=selection.fallback,
+    )
     level = logging.WARNING if selection.fallback else logging.INFO
     record = selection.log_record()
     logger.log(level, "strategy selected: %s", record, extra={"record": record})
@@ -318,15 +397,20 @@ def _build_result(
     upstream_url: str | None,
 ) -> ScanResult:
     started = time.monotonic()
-    detection = _detect(snapshot, plan.source)
-    entries = extract_catalog_entries(
-        snapshot,
-        detection,
-        source_key=plan.key,
-        upstream_url=upstream_url,
-        deep_indexing=plan.source.deep_indexing,
-        previous=previous,
-    )
+    with _phase(plan.cost, "extract") as phase:
+        detection = _detect(snapshot, plan.source)
+        entries = extract_catalog_entries(
+            snapshot,
+            detection,
+            source_key=plan.key,
+            upstream_url=upstream_url,
+            deep_indexing=plan.source.deep_indexing,
+            previous=previous,
+        )
+        phase.finish(
+            artifact_count=len(entries),
+            success_count=sum(1 for e in entries if not e.problems),
+        )
     plan.cost.extract_ms += _ms_since(started)
     target = build_clone_target(
         strategy,
@@ -374,9 +458,16 @@ def scan_by_clone(
     ref = plan.head.ref_name if plan.head else source.ref
 
     def attempt() -> ScanResult:
-        with clone_source(
-            source.url, ref=ref, token=fetchers.token_for(source), settings=fetchers.settings.clone
-        ) as cloned:
+        with (
+            _phase(plan.cost, "clone") as phase,
+            clone_source(
+                source.url,
+                ref=ref,
+                token=fetchers.token_for(source),
+                settings=fetchers.settings.clone,
+            ) as cloned,
+        ):
+            phase.finish(commit_sha=cloned.commit_sha, bytes_fetched=cloned.bytes_fetched)
             plan.cost.clone_ms += cloned.clone_ms
             plan.cost.bytes_fetched += cloned.bytes_fetched
             strategy = plan.selection.selected_strategy
@@ -413,32 +504,42 @@ def scan_by_api(
     if not source.github:
         raise ApiError(f"{plan.key}: not a GitHub source, no API path", kind=ErrorKind.PERMANENT)
     ref = plan.head.commit_sha if plan.head else source.ref
-    for attempt in range(2):
-        try:
-            stats = fetchers.github.start_scan(source.github)
+    with _phase(plan.cost, "api") as phase:
+        phase.attributes["fallback"] = plan.fallback_reason is not None
+        for attempt in range(2):
             try:
-                snapshot = fetchers.github.fetch_snapshot(source.github, ref, scan=stats)
-                result = _build_result(
-                    plan,
-                    Strategy.API,
-                    snapshot,
-                    previous,
-                    upstream_url(source, snapshot.commit_sha),
+                stats = fetchers.github.start_scan(source.github)
+                try:
+                    snapshot = fetchers.github.fetch_snapshot(source.github, ref, scan=stats)
+                    result = _build_result(
+                        plan,
+                        Strategy.API,
+                        snapshot,
+                        previous,
+                        upstream_url(source, snapshot.commit_sha),
+                    )
+                finally:
+                    plan.cost.add_api(stats)
+                    phase.attributes["api_calls"] = (
+                        int(phase.attributes.get("api_calls", 0)) + stats.rest_calls
+                    )
+                    phase.attributes["raw_reads"] = (
+                        int(phase.attributes.get("raw_reads", 0)) + stats.raw_reads
+                    )
+                result.fallback_reason = plan.fallback_reason
+                phase.finish(commit_sha=snapshot.commit_sha)
+                return result
+            except RateLimited as exc:
+                if attempt or exc.retry_after_s > fetchers.settings.max_rate_limit_wait_s:
+                    raise
+                logger.warning(
+                    "source %s: GitHub rate limit, waiting %.0f s until %s before one more try",
+                    plan.key,
+                    exc.retry_after_s,
+                    exc.reset_at.isoformat(),
                 )
-            finally:
-                plan.cost.add_api(stats)
-            result.fallback_reason = plan.fallback_reason
-            return result
-        except RateLimited as exc:
-            if attempt or exc.retry_after_s > fetchers.settings.max_rate_limit_wait_s:
-                raise
-            logger.warning(
-                "source %s: GitHub rate limit, waiting %.0f s until %s before one more try",
-                plan.key,
-                exc.retry_after_s,
-                exc.reset_at.isoformat(),
-            )
-            sleep(max(exc.retry_after_s, 0.0))
+                phase.note("rate limited", wait_s=exc.retry_after_s)
+                sleep(max(exc.retry_after_s, 0.0))
     raise AssertionError("unreachable: the loop returns or raises")
 
 

@@ -1,0 +1,381 @@
+"""The deployment files: valid for the pinned Dagster, and working.
+
+The daemon test starts the production instance (dagster.yaml, with its PostgreSQL settings pointed
+at a scratch database), a code server started the way the Dockerfile starts it, and
+`dagster-daemon run` with a workspace shaped like workspace.yaml. Two runs are submitted to the
+queue; with the `git_clone` pool at 1 they run at the same time but never clone at the same time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+from sqlalchemy.engine import Engine
+
+from skillmeat_pipeline.defs.jobs import BATCH_JOB_NAME, batch_run_config
+from skillmeat_pipeline.lib.catalog import Catalog
+from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, peak_concurrency
+from skillmeat_pipeline_tests.fixtures_db import scratch_postgres_database
+from skillmeat_pipeline_tests.fixtures_github import make_repo
+
+pytest_plugins = ["skillmeat_pipeline_tests.fixtures_db"]
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STARTUP_S = 90.0  # a code server or daemon on a busy 2-core machine
+RUNS_S = 120.0
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
+
+
+# -- the files ------------------------------------------------------------------------------------
+
+
+def production_config() -> dict:
+    config, _ = dagster_instance_config(str(ROOT), "dagster.yaml")
+    return config
+
+
+def test_production_dagster_yaml_matches_the_instance_schema():
+    config = production_config()
+    postgres = config["storage"]["postgres"]["postgres_db"]
+    assert postgres["scheme"] == "postgresql+psycopg2"
+    for field in ("username", "password", "hostname", "db_name", "port"):
+        assert set(postgres[field]) == {"env"}, f"{field} must come from the environment"
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["run_monitoring"]["max_runtime_seconds"] > 0
+    retries = config["run_retries"]
+    assert retries["enabled"] and retries["max_retries"] >= 1
+    assert retries["retry_on_asset_or_op_failure"] is False  # crashed workers only
+    pools = config["concurrency"]["pools"]
+    assert pools["granularity"] == "op" and pools["default_limit"] >= 1
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(maxsplit=1)[0], line.split(maxsplit=1)[1])
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def test_workspace_loads_the_code_server_the_dockerfile_starts():
+    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    (entry,) = workspace["load_from"]
+    port = entry["grpc_server"]["port"]
+    instructions = dockerfile_instructions()
+    (cmd,) = [yaml.safe_load(arg) for op, arg in instructions if op == "CMD"]
+    assert cmd[:3] == ["dagster", "code-server", "start"]
+    assert cmd[cmd.index("-p") + 1] == str(port)
+    module = cmd[cmd.index("-m") + 1]
+    assert (ROOT / (module.replace(".", "/") + ".py")).is_file()
+
+
+def test_dockerfile_is_slim_non_root_and_installs_from_pyproject():
+    instructions = dockerfile_instructions()
+    (base,) = [arg for op, arg in instructions if op == "FROM"]
+    assert base.startswith("python:3.11") and base.endswith("-slim")
+    users = [arg for op, arg in instructions if op == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    runs = " ".join(arg for op, arg in instructions if op == "RUN")
+    copies = [arg for op, arg in instructions if op == "COPY"]
+    assert any(c.startswith("pyproject.toml") for c in copies)
+    assert "pip install --no-cache-dir ." in runs
+    # the webserver and the daemon run from this image with the instance config inside it
+    assert any("dagster.yaml" in c and "workspace.yaml" in c for c in copies)
+    env = " ".join(arg for op, arg in instructions if op == "ENV")
+    assert "DAGSTER_HOME=" in env
+
+
+# -- the daemon, on PostgreSQL --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it does not end in time; always reaped."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def tiny_repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("deploy-repos")
+    for name in ("one", "two"):
+        text = f"---\nname: {name}\ndescription: a skill named {name}\n---\n"
+        make_repo(root / "local" / f"{name}.git", {f"skills/{name}/SKILL.md": text.encode()})
+    return root
+
+
+@pytest.fixture
+def deployment(
+    postgres_admin: Engine, tiny_repos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict]:
+    """The production instance on a scratch database, a code server and the daemon."""
+    with (
+        scratch_postgres_database(postgres_admin) as url,
+        GitHttpServer(tiny_repos) as git,
+    ):
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+        port = free_port()
+        workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+        workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
+        workspace_path = tmp_path / "workspace.yaml"
+        workspace_path.write_text(yaml.safe_dump(workspace))
+        sources_path = tmp_path / "sources.yaml"
+        sources_path.write_text(
+            yaml.safe_dump(
+                {
+                    "sources": [
+                        {"key": f"local/{n}", "url": git.url_for(f"local/{n}")}
+                        for n in ("one", "two")
+                    ]
+                }
+            )
+        )
+        catalog_url = url.render_as_string(hide_password=False)
+        settings = {
+            "DAGSTER_HOME": str(home),
+            "DAGSTER_PG_USERNAME": url.username or "",
+            "DAGSTER_PG_PASSWORD": url.password or "",
+            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+            "DAGSTER_PG_PORT": str(url.port or 5432),
+            "DAGSTER_PG_DB": url.database or "",
+            # the catalog shares the database with the Dagster storage, as it may in production
+            "SKILLMEAT_INDEX_URL": catalog_url,
+            "SKILLMEAT_SOURCES_FILE": str(sources_path),
+            "CLONE_TIMEOUT_SECONDS": "60",
+            "MIN_CLONE_DISK_SPACE_MB": "1",
+        }
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+        env = {**os.environ, **settings}
+        logs = tmp_path / "logs"
+        logs.mkdir()
+        processes: list[subprocess.Popen] = []
+        instance = dg.DagsterInstance.from_config(str(home))
+        try:
+            code_server = subprocess.Popen(
+                [
+                    str(BIN / "dagster"),
+                    "code-server",
+                    "start",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "-m",
+                    "skillmeat_pipeline.definitions",
+                ],
+                env=env,
+                cwd=tmp_path,
+                stdout=(logs / "code-server.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            processes.append(code_server)
+            wait_for_code_server(code_server, port)
+            daemon = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", str(workspace_path)],
+                env=env,
+                cwd=tmp_path,
+                stdout=(logs / "daemon.log").open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+            processes.append(daemon)
+            yield {
+                "instance": instance,
+                "git": git,
+                "workspace": workspace_path,
+                "catalog_url": catalog_url,
+                "database": url,
+                "admin": postgres_admin,
+                "logs": logs,
+                "daemon": daemon,
+            }
+        finally:
+            for process in reversed(processes):
+                stop_process(process)
+            instance.dispose()
+
+
+def wait_for_code_server(process: subprocess.Popen, port: int) -> None:
+    """Until the gRPC server answers a ping; fails if it exits or takes over STARTUP_S."""
+    from dagster._grpc.client import DagsterGrpcClient
+
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    deadline = threading.Event()
+    timer = threading.Timer(STARTUP_S, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            try:
+                client.ping("ready")
+                return
+            except Exception:
+                try:  # a pause that also notices an early exit
+                    process.wait(timeout=0.5)
+                    raise AssertionError(f"the code server exited with {process.returncode}")
+                except subprocess.TimeoutExpired:
+                    pass
+        raise AssertionError(f"the code server did not answer within {STARTUP_S} s")
+    finally:
+        timer.cancel()
+
+
+def launch(deployment: dict, job: str, **kwargs: str) -> str:
+    """`dagster job launch`, in this process: the run goes to the instance's run queue."""
+    from dagster._cli.job import execute_launch_command
+    from dagster_shared.cli import WorkspaceOpts
+
+    run = execute_launch_command(
+        instance=deployment["instance"],
+        workspace_opts=WorkspaceOpts(workspace=[str(deployment["workspace"])]),
+        job_name=job,
+        **kwargs,
+    )
+    return run.run_id
+
+
+def wait_for_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
+    """Until every run has ended, from the event log's notifications (LISTEN on PostgreSQL)."""
+    ended = {run_id: threading.Event() for run_id in run_ids}
+    handlers = {}
+    for run_id in run_ids:
+
+        def handler(entry, _cursor, run_id=run_id) -> None:
+            if entry.dagster_event and entry.dagster_event.event_type in (
+                dg.DagsterEventType.RUN_SUCCESS,
+                dg.DagsterEventType.RUN_FAILURE,
+                dg.DagsterEventType.RUN_CANCELED,
+            ):
+                ended[run_id].set()
+
+        handlers[run_id] = handler
+        instance.event_log_storage.watch(run_id, None, handler)
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in FINISHED:
+            ended[run_id].set()
+    timer_done = threading.Event()
+    timer = threading.Timer(RUNS_S, timer_done.set)
+    timer.start()
+    try:
+        for run_id, event in ended.items():
+            while not event.wait(1.0):  # 1 s slices so the overall deadline is noticed
+                if timer_done.is_set():
+                    status = instance.get_run_by_id(run_id).status
+                    raise AssertionError(f"run {run_id} did not end within {RUNS_S} s ({status})")
+    finally:
+        timer.cancel()
+        for run_id, handler in handlers.items():
+            instance.event_log_storage.end_watch(run_id, handler)
+
+
+def test_daemon_runs_queued_partition_runs_on_postgres_within_the_clone_pool(deployment):
+    instance: dg.DagsterInstance = deployment["instance"]
+    git: GitHttpServer = deployment["git"]
+    instance.add_dynamic_partitions("marketplace_sources", ["local/one", "local/two"])
+    instance.event_log_storage.set_concurrency_slots("git_clone", 1)
+    for name in ("one", "two"):  # slow enough that two unbounded clones would overlap
+        git.set_fault(f"local/{name}", Fault.SLOW, bytes_per_second=300)
+
+    # one run of the asset job over a partition range, one of the batch job: both queued
+    ranged = launch(
+        deployment,
+        "index_sources",
+        tags=json.dumps(
+            {
+                "dagster/asset_partition_range_start": "local/one",
+                "dagster/asset_partition_range_end": "local/one",
+            }
+        ),
+    )
+    batched = launch(
+        deployment, BATCH_JOB_NAME, config_json=json.dumps(batch_run_config(["local/two"]))
+    )
+    assert instance.get_run_by_id(ranged).status in (
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+    )
+    try:
+        wait_for_runs(instance, [ranged, batched])
+    except AssertionError:
+        for log in sorted(deployment["logs"].iterdir()):
+            print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+        raise
+
+    records = {
+        r.dagster_run.run_id: r
+        for r in instance.get_run_records(dg.RunsFilter(run_ids=[ranged, batched]))
+    }
+    assert {r.dagster_run.status for r in records.values()} == {dg.DagsterRunStatus.SUCCESS}
+    for run_id in (ranged, batched):
+        kinds = {e.dagster_event.event_type for e in instance.all_logs(run_id) if e.dagster_event}
+        assert dg.DagsterEventType.RUN_ENQUEUED in kinds  # it went through the queue
+    materialized = {
+        run_id: {
+            e.dagster_event.event_specific_data.materialization.partition
+            for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        }
+        for run_id in (ranged, batched)
+    }
+    assert materialized == {ranged: {"local/one"}, batched: {"local/two"}}
+
+    # the runs were in progress at the same time, and still never cloned at the same time
+    starts = [r.start_time for r in records.values()]
+    ends = [r.end_time for r in records.values()]
+    assert max(starts) < min(ends)
+    git.stop()  # its request log is complete once it stopped
+    clones = [r for r in git.requests() if r.path.endswith("/git-upload-pack")]
+    assert len(clones) >= 2
+    assert peak_concurrency(clones) == 1
+
+    catalog = Catalog.from_url(deployment["catalog_url"])
+    assert all(catalog.indexed_commits(["local/one", "local/two"]).values())
+    catalog.dispose()
+    tables = set(sa.inspect(sa.create_engine(deployment["catalog_url"])).get_table_names())
+    dagster_tables = {
+        "runs",
+        "event_logs",
+        "dynamic_partitions",
+        "concurrency_slots",
+        "instigators",
+        "job_ticks",
+        "daemon_heartbeats",
+    }
+    assert dagster_tables <= tables, sorted(tables)
+    assert {"sources", "catalog_entries", "push_events"} <= tables
