@@ -12,7 +12,7 @@ sources that did not, so exactly those partitions show as failed.
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TypeVar
@@ -69,13 +69,13 @@ def _map_bounded(function: Callable[[T], R], items: Sequence[T], max_workers: in
         return list(pool.map(function, items))
 
 
-@dg.op(
-    out={
-        "settled": dg.Out(list, description="sources already current, or failed before fetching"),
-        "to_scan": dg.Out(list, is_required=False, description="sources whose head moved"),
-    },
-    retry_policy=OP_RETRY_POLICY,
-)
+RESOLVE_OUTS = {
+    "settled": dg.Out(list, description="sources already current, or failed before fetching"),
+    "to_scan": dg.Out(list, is_required=False, description="sources whose head moved"),
+}
+
+
+@dg.op(out=RESOLVE_OUTS, retry_policy=OP_RETRY_POLICY)
 def resolve_heads(
     context: dg.OpExecutionContext,
     config: IndexConfig,
@@ -84,7 +84,20 @@ def resolve_heads(
     fetchers: FetchersResource,
 ):
     """Each source's head commit over the git protocol (no REST call); unchanged ones stop here."""
-    keys = list(context.partition_keys)
+    yield from resolve_source_heads(
+        context, list(context.partition_keys), config.force, sources_file, catalog, fetchers
+    )
+
+
+def resolve_source_heads(
+    context: dg.OpExecutionContext,
+    keys: list[str],
+    force: bool,
+    sources_file: SourcesFileResource,
+    catalog: CatalogResource,
+    fetchers: FetchersResource,
+) -> Iterator[dg.Output]:
+    """The body of `resolve_heads` for any list of sources (the batch job names its own)."""
     try:
         configured = {source.key: source for source in sources_file.load()}
     except SourcesFileError as exc:
@@ -114,7 +127,7 @@ def resolve_heads(
         )
     plans = [new_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
     run_fetchers = fetchers.fetchers
-    if config.force:
+    if force:
         run_fetchers = replace(run_fetchers, settings=replace(run_fetchers.settings, force=True))
 
     def resolve(plan: SourcePlan) -> ScanResult | SourcePlan:

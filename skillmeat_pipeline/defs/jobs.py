@@ -15,12 +15,12 @@ import dagster as dg
 
 from skillmeat_pipeline.defs.assets import (
     OP_RETRY_POLICY,
+    RESOLVE_OUTS,
     SOURCES_PER_RUN,
-    IndexConfig,
     clone_and_extract,
     fetch_from_api,
     marketplace_index,
-    resolve_heads,
+    resolve_source_heads,
     select_strategies,
     write_index_rows,
 )
@@ -56,28 +56,7 @@ def batch_run_config(sources: list[str], *, force: bool = False) -> dict[str, An
     return {"ops": {BATCH_OP_NAME: {"config": config}}}
 
 
-class _KeysContext:
-    """The op's context, with the configured sources as its partition keys.
-
-    `resolve_heads` reads `context.partition_keys`; everything else comes from the real context.
-    """
-
-    def __init__(self, context: dg.OpExecutionContext, keys: list[str]) -> None:
-        self._context = context
-        self.partition_keys = keys
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._context, name)
-
-
-@dg.op(
-    name=BATCH_OP_NAME,
-    out={
-        "settled": dg.Out(list, description="sources already current, or failed before fetching"),
-        "to_scan": dg.Out(list, is_required=False, description="sources whose head moved"),
-    },
-    retry_policy=OP_RETRY_POLICY,
-)
+@dg.op(name=BATCH_OP_NAME, out=RESOLVE_OUTS, retry_policy=OP_RETRY_POLICY)
 def resolve_batch_heads(
     context: dg.OpExecutionContext,
     config: BatchConfig,
@@ -95,13 +74,7 @@ def resolve_batch_heads(
             f"{', '.join(gone[:10])}"
         )
     keys = [key for key in keys if key in partitions]
-    yield from resolve_heads.compute_fn.decorated_fn(  # type: ignore[union-attr]
-        context=_KeysContext(context, keys),
-        config=IndexConfig(force=config.force),
-        sources_file=sources_file,
-        catalog=catalog,
-        fetchers=fetchers,
-    )
+    yield from resolve_source_heads(context, keys, config.force, sources_file, catalog, fetchers)
 
 
 @dg.job(
