@@ -304,19 +304,19 @@ def clone_source(
 def _require_libgit2(op: str, url: str) -> None:
     status = libgit2_status()
     if not status.usable:
-        raise _error(op, url, _PERMANENT, CloneReason.UNAVAILABLE, str(status.problem))
+        raise clone_error(op, url, _PERMANENT, CloneReason.UNAVAILABLE, str(status.problem))
 
 
 def _check_disk_space(url: str, clone_dir: Path, min_mb: int) -> None:
     try:
         free = shutil.disk_usage(clone_dir).free
     except OSError as exc:
-        raise _error(
+        raise clone_error(
             "clone", url, _PERMANENT, CloneReason.UNAVAILABLE, f"{clone_dir}: {exc}"
         ) from None
     if free < min_mb * _MB:
         # free space does not come back within a retry's backoff: permanent, the caller falls back
-        raise _error(
+        raise clone_error(
             "clone",
             url,
             _PERMANENT,
@@ -352,9 +352,9 @@ def _execute(
     try:
         reply = _POOL.run(job, deadline)
     except _WorkerLost as exc:
-        raise _error(op, url, _TRANSIENT, CloneReason.UNAVAILABLE, str(exc)) from None
+        raise clone_error(op, url, _TRANSIENT, CloneReason.UNAVAILABLE, str(exc)) from None
     if reply is None:
-        raise _error(
+        raise clone_error(
             op,
             url,
             _TRANSIENT,
@@ -363,11 +363,14 @@ def _execute(
         )
     if not reply["ok"]:
         kind, reason = FailureKind(reply["kind"]), CloneReason(reply["reason"])
-        raise _error(op, url, kind, reason, reply["detail"])
+        raise clone_error(op, url, kind, reason, reply["detail"])
     return reply
 
 
-def _error(op: str, url: str, kind: FailureKind, reason: CloneReason, detail: str) -> CloneError:
+def clone_error(
+    op: str, url: str, kind: FailureKind, reason: CloneReason, detail: str
+) -> CloneError:
+    """A `CloneError` naming the operation, the URL (no credentials) and the next step."""
     action = "cloning" if op == "clone" else "listing the heads of"
     # `detail` may quote libgit2, which may quote a URL
     detail = scrub_credentials(detail)
@@ -521,12 +524,13 @@ def _worker_main() -> None:
         signal.setitimer(
             signal.ITIMER_REAL, max(job["deadline"] - time.monotonic(), 0) + _ORPHAN_GRACE_S
         )
-        reply = _run_job(job)
+        reply = run_job(job)
         signal.setitimer(signal.ITIMER_REAL, 0)
         replies.write(json.dumps(reply).encode() + b"\n")
 
 
-def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one resolve or clone job in this process (what a worker does with each job)."""
     import pygit2
     from pygit2.enums import Option
 

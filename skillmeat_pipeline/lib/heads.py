@@ -304,7 +304,7 @@ class BatchHeadLister:
 def _answer(query: HeadQuery, reply: dict[str, Any]) -> HeadAnswer:
     if reply["ok"]:
         return HeadAnswer(query.key, commit_sha=reply["commit_sha"])
-    error = clone._error(
+    error = clone.clone_error(
         "resolve",
         query.url,
         clone.FailureKind(reply["kind"]),
@@ -385,7 +385,7 @@ def _worker_main() -> None:
             "connect_timeout_ms": request["connect_timeout_ms"],
             "idle_timeout_ms": request["idle_timeout_ms"],
         }
-        reply = clone._run_job(job)  # the lookup resolve_head's workers run, ref choice included
+        reply = clone.run_job(job)  # the lookup resolve_head's workers run, ref choice included
         reply["i"] = query["i"]
         line = json.dumps(reply).encode() + b"\n"
         with lock:
