@@ -140,6 +140,16 @@ class ScanCost:
         for key, count in stats.responses.items():
             self.responses[key] = self.responses.get(key, 0) + count
 
+    def busy_ns(self) -> int:
+        """Time spent on this source itself: its top-level steps, not its waits between ops.
+
+        In a batch every source waits for the whole batch at each op, so wall time since the
+        start would give every source of a run the same total.
+        """
+        return sum(
+            p.end_ns - p.start_ns for p in self.phases if p.parent is None and p.end_ns is not None
+        )
+
     def begin(self, name: str) -> Phase:
         """Start a phase inside the innermost phase still open (a source's steps run in turn)."""
         still_open = (i for i in reversed(range(len(self.phases))) if self.phases[i].end_ns is None)
@@ -171,7 +181,6 @@ class SourcePlan:
     selection: StrategySelection | None = None
     fallback_reason: str | None = None  # why the API path serves a source that would be cloned
     cost: ScanCost = field(default_factory=ScanCost)
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def key(self) -> str:
@@ -194,7 +203,6 @@ class ScanResult:
     error: str | None = None
     previous_target: CloneTarget | None = None  # what the last good index stored
     cost: ScanCost = field(default_factory=ScanCost)
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def artifact_count(self) -> int:
@@ -431,7 +439,6 @@ def _build_result(
         marketplace=detection.marketplace,
         previous_target=plan.clone_target,
         cost=plan.cost,
-        started=plan.started,
     )
 
 
@@ -581,7 +588,6 @@ def current_result(plan: SourcePlan) -> ScanResult:
         clone_target=plan.clone_target,
         previous_target=plan.clone_target,
         cost=plan.cost,
-        started=plan.started,
     )
 
 
@@ -596,7 +602,6 @@ def failed_result(
         fallback_reason=plan.fallback_reason,
         previous_target=plan.clone_target,
         cost=plan.cost,
-        started=plan.started,
     )
 
 

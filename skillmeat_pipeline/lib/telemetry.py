@@ -360,7 +360,7 @@ class Telemetry:
         if result.strategy is not Strategy.API and cost.clone_ms:
             self._histograms[CLONE_DURATION].record(cost.clone_ms / 1000, labels)
         self._histograms[EXTRACTION_DURATION].record(cost.extract_ms / 1000, labels)
-        self._histograms[SCAN_DURATION].record(_total_ns(result) / 1e9, labels)
+        self._histograms[SCAN_DURATION].record(result.cost.busy_ns() / 1e9, labels)
 
     def _emit_trace(self, result: ScanResult, run_id: str | None) -> str | None:
         assert self._tracer is not None
