@@ -29,7 +29,13 @@ from skillmeat_pipeline.lib.clone import (
     resolve_head,
 )
 from skillmeat_pipeline.lib.git_tree import snapshot_commit
-from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, closed_port, silent_port
+from skillmeat_pipeline.testing.git_server import (
+    Fault,
+    GitHttpServer,
+    closed_port,
+    peak_concurrency,
+    silent_port,
+)
 
 # served by the `git_server` fixture; see fixtures_git for what REFS and DEV_DEFAULT hold
 OFFICIAL = "anthropics/claude-plugins-official"
@@ -390,3 +396,34 @@ def test_the_token_is_only_offered_once_and_only_to_the_urls_host() -> None:
     )
     with pytest.raises(_RefusedCredentials, match="rejected"):
         guard.credentials("http://127.0.0.1:8000/o/r.git", None, userpass)
+
+
+def _worker_pids() -> set[int]:
+    return {
+        int(child.name)
+        for child in _child_processes()
+        if b"_worker_main" in (child / "cmdline").read_bytes()
+    }
+
+
+def test_the_worker_pool_keeps_as_many_workers_as_ran_at_once(
+    git_server: GitHttpServer, clone_dir: Path
+) -> None:
+    """Six lookups at once leave six warm workers, and the next six start no new process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clone_module._POOL.close_idle()  # workers other tests left waiting
+    # the ref advertisement at 2,000 bytes/s takes about a second: the six lookups overlap
+    git_server.set_fault(SMALL, Fault.SLOW, bytes_per_second=2_000)
+    url, settings = git_server.url_for(SMALL), _settings(clone_dir)
+
+    def six_lookups() -> list[RemoteHead]:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            return list(pool.map(lambda _: resolve_head(url, settings=settings), range(6)))
+
+    assert len(set(six_lookups())) == 1
+    assert peak_concurrency(git_server.requests()) == 6
+    kept = _worker_pids()
+    assert len(kept) == 6  # more than the four kept whatever the load
+    six_lookups()
+    assert _worker_pids() == kept

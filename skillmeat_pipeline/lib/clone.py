@@ -47,7 +47,10 @@ TOKEN_USERNAME = "x-access-token"
 _MB = 1024 * 1024
 # a worker whose parent died is killed by nobody: it ends itself this long after its deadline
 _ORPHAN_GRACE_S = 5.0
-_MAX_IDLE_WORKERS = 4
+# idle workers kept for the next job: at least this many, and as many as ever ran at once (up to
+# the cap), so a caller's thread count sizes the pool and no job waits for a new interpreter
+_MIN_IDLE_WORKERS = 4
+_MAX_IDLE_WORKERS = 32
 _CREDENTIALS_IN_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _HTTP_STATUS = re.compile(r"unexpected http status code: (\d{3})")
 _GIT_ERROR_INVALID = 3  # libgit2 GIT_ERROR_INVALID
@@ -448,9 +451,11 @@ class _Worker:
 
 
 class _WorkerPool:
-    def __init__(self, max_idle: int) -> None:
+    def __init__(self, min_idle: int, max_idle: int) -> None:
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
+        self._busy = 0
+        self._keep = min_idle
         self._max_idle = max_idle
 
     def run(self, job: dict[str, Any], deadline: float) -> dict[str, Any] | None:
@@ -460,6 +465,9 @@ class _WorkerPool:
         except BaseException:
             worker.close()
             raise
+        finally:
+            with self._lock:
+                self._busy -= 1
         if reply is None:
             worker.close()
         else:
@@ -468,16 +476,23 @@ class _WorkerPool:
 
     def _acquire(self) -> _Worker:
         with self._lock:
+            self._busy += 1
+            self._keep = min(max(self._keep, self._busy), self._max_idle)
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive:
                     return worker
                 worker.close()
-        return _Worker()
+        try:
+            return _Worker()
+        except BaseException:
+            with self._lock:
+                self._busy -= 1
+            raise
 
     def _release(self, worker: _Worker) -> None:
         with self._lock:
-            if len(self._idle) < self._max_idle:
+            if len(self._idle) < self._keep:
                 self._idle.append(worker)
                 return
         worker.close()
@@ -489,7 +504,7 @@ class _WorkerPool:
             worker.close()
 
 
-_POOL = _WorkerPool(_MAX_IDLE_WORKERS)
+_POOL = _WorkerPool(_MIN_IDLE_WORKERS, _MAX_IDLE_WORKERS)
 atexit.register(_POOL.close_idle)
 
 
