@@ -90,6 +90,18 @@ class Pipeline:
     def rest_calls(self) -> int:
         return len(self.github.rest_calls())
 
+    def run_log(self, result: dg.ExecuteInProcessResult) -> list[tuple[int, str]]:
+        return run_log(self.instance, result.run_id)
+
+
+def run_log(instance: dg.DagsterInstance, run_id: str) -> list[tuple[int, str]]:
+    """(level, message) of every user message of a run, as the Dagster UI shows them."""
+    return [
+        (entry.level, entry.user_message)
+        for entry in instance.all_logs(run_id)
+        if not entry.is_dagster_event
+    ]
+
 
 @pytest.fixture
 def pipeline(

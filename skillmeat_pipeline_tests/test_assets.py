@@ -101,14 +101,17 @@ def test_source_whose_fetches_all_fail_keeps_its_rows_and_fails_its_partition(pi
 
 
 def test_failure_in_the_middle_of_a_write_keeps_the_previous_rows(pipeline: Pipeline):
-    keys = pipeline.write_sources([{"github": "obra/superpowers"}])
+    broken, other = "obra/superpowers", "anthropics/claude-agent-sdk-python"
+    keys = pipeline.write_sources([{"github": broken}, {"github": other}])
     assert pipeline.materialize(keys).success
     catalog = pipeline.catalog()
-    before = catalog.entries("obra/superpowers")
+    before = catalog.entries(broken)
 
     def fail_on_source_update(conn, cursor, statement, parameters, context, executemany):
         # entries are already updated in this transaction when the source row is
-        if statement.lstrip().upper().startswith("UPDATE SOURCES SET CLONE_TARGET"):
+        if statement.lstrip().upper().startswith("UPDATE SOURCES SET CLONE_TARGET") and (
+            broken in str(parameters)
+        ):
             raise RuntimeError("injected failure while writing")
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", fail_on_source_update)
@@ -117,8 +120,15 @@ def test_failure_in_the_middle_of_a_write_keeps_the_previous_rows(pipeline: Pipe
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", fail_on_source_update)
     assert not result.success
-    assert catalog.entries("obra/superpowers") == before
-    assert "injected failure" in catalog.get_source("obra/superpowers").last_error
+    assert catalog.entries(broken) == before
+    assert "injected failure" in catalog.get_source(broken).last_error
+    # the source written after it is indexed and reported as usual
+    assert set(pipeline.materializations(result)) == {other}
+    assert catalog.get_source(other).last_error is None
+    assert any(
+        f"source {broken}: writing its rows failed" in message and "rolled back" in message
+        for _, message in pipeline.run_log(result)
+    )
 
 
 def test_a_batched_run_gives_every_partition_its_own_metadata(pipeline: Pipeline):

@@ -65,6 +65,7 @@ from skillmeat_pipeline.lib.telemetry import (
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, closed_port
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import TOKEN, make_repo
+from skillmeat_pipeline_tests.fixtures_pipeline import run_log
 
 SIZES = {"tele/tiny": 2, "tele/medium": 8, "tele/large": 25}
 STRATEGIES = {
@@ -188,12 +189,7 @@ class Stack:
         return {e.partition: {k: v.value for k, v in e.metadata.items()} for e in events}
 
     def run_log(self, result: dg.ExecuteInProcessResult) -> list[tuple[int, str]]:
-        """(level, message) of every user message of the run, as the Dagster UI shows them."""
-        return [
-            (entry.level, entry.user_message)
-            for entry in self.instance.all_logs(result.run_id)
-            if not entry.is_dagster_event
-        ]
+        return run_log(self.instance, result.run_id)
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import dagster as dg
@@ -23,6 +23,7 @@ from skillmeat_pipeline.defs.checks import INDEX_CHECK_SPECS, check_evaluations
 from skillmeat_pipeline.defs.partitions import marketplace_sources
 from skillmeat_pipeline.defs.resources import CatalogResource, FetchersResource, SourcesFileResource
 from skillmeat_pipeline.defs.telemetry import TelemetryResource, log_record, log_to_run
+from skillmeat_pipeline.lib.catalog import Catalog
 from skillmeat_pipeline.lib.clone import CloneError
 from skillmeat_pipeline.lib.github_api import ApiError
 from skillmeat_pipeline.lib.scan import (
@@ -308,6 +309,32 @@ def partition_metadata(result: ScanResult, write_ms: int, rows_affected: int) ->
     }
 
 
+@dataclass(frozen=True, slots=True)
+class RowsWritten:
+    """What one source's catalog transaction did (`error`: it failed and was rolled back)."""
+
+    rows_affected: int
+    write_ms: int
+    error: Exception | None = None
+
+
+def write_source_rows(store: Catalog, result: ScanResult) -> RowsWritten:
+    """Write one source's rows; a failed transaction is rolled back and recorded as a failure."""
+    started = time.monotonic()
+    write_phase = result.cost.begin("write")
+    error: Exception | None = None
+    try:
+        written = write_result(store, result)
+    except Exception as exc:  # one source's bad rows must not lose the others' work
+        write_phase.finish(error=exc)
+        error = exc
+        result.status, result.error = ScanStatus.FAILED, f"writing rows failed: {exc}"
+        written = write_result(store, result)
+    rows = written.rows_affected if written else 0
+    write_phase.finish(rows_affected=rows, artifact_count=result.artifact_count)
+    return RowsWritten(rows, round((time.monotonic() - started) * 1000), error)
+
+
 @dg.op(
     out={
         "result": dg.Out(is_required=False),
@@ -321,62 +348,61 @@ def write_index_rows(
     telemetry: TelemetryResource,
     results: list,
 ):
-    """One transaction per source; a materialization per indexed source, failures named."""
+    """One transaction per source; a materialization per indexed source, failures named.
+
+    The transactions run in order on one background thread while this one yields each written
+    source's events, so Dagster stores a source's events (several database writes each) while
+    the next source's rows are being written rather than after.
+    """
     store, run_telemetry = catalog.catalog, telemetry.telemetry
+    batch: list[ScanResult] = [r for b in results for r in b]
     failed: list[ScanResult] = []
-    for result in (r for batch in results for r in batch):
-        started = time.monotonic()
-        write_phase = result.cost.begin("write")
-        try:
-            written = write_result(store, result)
-        except Exception as exc:  # one source's bad rows must not lose the others' work
-            write_phase.finish(error=exc)
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-write")
+    try:
+        writes = [writer.submit(write_source_rows, store, result) for result in batch]
+        for result, write in zip(batch, writes, strict=True):
+            written = write.result()
+            if written.error is not None:
+                log_record(
+                    context,
+                    logging.ERROR,
+                    f"source {result.source_key}: writing its rows failed: {written.error}; "
+                    "the transaction was rolled back and its last good rows stay",
+                    source=result.source_key,
+                    event="write_failed",
+                )
+            # the source's whole span tree, now that its last step is done
+            trace_id = run_telemetry.record_scan(result, run_id=context.run_id)
+            if result.status is ScanStatus.FAILED:
+                failed.append(result)
+                continue
             log_record(
                 context,
-                logging.ERROR,
-                f"source {result.source_key}: writing its rows failed: {exc}; "
-                "the transaction was rolled back and its last good rows stay",
+                logging.INFO,
+                f"Scan complete: {result.cost.api_calls} API calls for "
+                f"{result.artifact_count} artifacts ({result.source_key}, "
+                f"{result.status.value}, strategy {result.strategy})",
                 source=result.source_key,
-                event="write_failed",
+                event="scan_complete",
+                api_calls=result.cost.api_calls,
+                artifact_count=result.artifact_count,
+                strategy=result.strategy.value if result.strategy else None,
+                scan_status=result.status.value,
+                otel_trace_id=trace_id,
             )
-            result.status, result.error = ScanStatus.FAILED, f"writing rows failed: {exc}"
-            written = write_result(store, result)
-        write_ms = round((time.monotonic() - started) * 1000)
-        rows = written.rows_affected if written else 0
-        write_phase.finish(rows_affected=rows, artifact_count=result.artifact_count)
-        # the source's whole span tree, now that its last step is done
-        trace_id = run_telemetry.record_scan(result, run_id=context.run_id)
-        if result.status is ScanStatus.FAILED:
-            failed.append(result)
-            continue
-        log_record(
-            context,
-            logging.INFO,
-            f"Scan complete: {result.cost.api_calls} API calls for "
-            f"{result.artifact_count} artifacts ({result.source_key}, {result.status.value}, "
-            f"strategy {result.strategy})",
-            source=result.source_key,
-            event="scan_complete",
-            api_calls=result.cost.api_calls,
-            artifact_count=result.artifact_count,
-            strategy=result.strategy.value if result.strategy else None,
-            scan_status=result.status.value,
-            otel_trace_id=trace_id,
-        )
-        metadata = partition_metadata(result, write_ms, rows)
-        if trace_id:
-            metadata["otel_trace_id"] = dg.MetadataValue.text(trace_id)
-            if trace_url := run_telemetry.trace_url(trace_id):
-                metadata["otel_trace_url"] = dg.MetadataValue.url(trace_url)
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=INDEX_ASSET_KEY,
-                partition=result.source_key,
-                metadata=metadata,
+            metadata = partition_metadata(result, written.write_ms, written.rows_affected)
+            if trace_id:
+                metadata["otel_trace_id"] = dg.MetadataValue.text(trace_id)
+                if trace_url := run_telemetry.trace_url(trace_id):
+                    metadata["otel_trace_url"] = dg.MetadataValue.url(trace_url)
+            # yielded, not logged: Dagster stores each event now, not when the op ends
+            yield dg.AssetMaterialization(
+                asset_key=INDEX_ASSET_KEY, partition=result.source_key, metadata=metadata
             )
-        )
-        for evaluation in check_evaluations(result):
-            context.log_event(evaluation)
+            yield from check_evaluations(result)
+    finally:
+        # a run stopped half-way writes no more rows than it reported
+        writer.shutdown(wait=True, cancel_futures=True)
     if failed:
         names = "; ".join(f"{r.source_key}: {r.error}" for r in failed)
         raise dg.Failure(
@@ -384,8 +410,7 @@ def write_index_rows(
             metadata={"failed_sources": [r.source_key for r in failed]},
             allow_retries=False,
         )
-    # Optional outputs never yielded: every partition got its own events above.
-    yield from ()
+    # The outputs are never yielded: every partition got its own events above.
 
 
 @dg.graph_asset(
