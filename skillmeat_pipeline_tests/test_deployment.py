@@ -9,12 +9,6 @@ queue; with the `git_clone` pool at 1 they run at the same time but never clone 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +22,14 @@ from sqlalchemy.engine import Engine
 
 from skillmeat_pipeline.defs.jobs import BATCH_JOB_NAME, batch_run_config
 from skillmeat_pipeline.lib.catalog import Catalog
+from skillmeat_pipeline.testing.deployment import PROJECT_ROOT as ROOT
+from skillmeat_pipeline.testing.deployment import local_deployment
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, peak_concurrency
 from skillmeat_pipeline_tests.fixtures_db import scratch_postgres_database
 from skillmeat_pipeline_tests.fixtures_github import make_repo
 
 pytest_plugins = ["skillmeat_pipeline_tests.fixtures_db"]
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-STARTUP_S = 90.0  # a code server or daemon on a busy 2-core machine
 RUNS_S = 120.0
 FINISHED = {
     dg.DagsterRunStatus.SUCCESS,
@@ -111,23 +104,6 @@ def test_dockerfile_is_slim_non_root_and_installs_from_pyproject():
 # -- the daemon, on PostgreSQL --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL if it does not end in time; always reaped."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def tiny_repos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("deploy-repos")
@@ -146,14 +122,6 @@ def deployment(
         scratch_postgres_database(postgres_admin) as url,
         GitHttpServer(tiny_repos) as git,
     ):
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-        port = free_port()
-        workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
-        workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
-        workspace_path = tmp_path / "workspace.yaml"
-        workspace_path.write_text(yaml.safe_dump(workspace))
         sources_path = tmp_path / "sources.yaml"
         sources_path.write_text(
             yaml.safe_dump(
@@ -167,92 +135,25 @@ def deployment(
         )
         catalog_url = url.render_as_string(hide_password=False)
         settings = {
-            "DAGSTER_HOME": str(home),
-            "DAGSTER_PG_USERNAME": url.username or "",
-            "DAGSTER_PG_PASSWORD": url.password or "",
-            "DAGSTER_PG_HOST": url.host or "127.0.0.1",
-            "DAGSTER_PG_PORT": str(url.port or 5432),
-            "DAGSTER_PG_DB": url.database or "",
             # the catalog shares the database with the Dagster storage, as it may in production
             "SKILLMEAT_INDEX_URL": catalog_url,
             "SKILLMEAT_SOURCES_FILE": str(sources_path),
             "CLONE_TIMEOUT_SECONDS": "60",
             "MIN_CLONE_DISK_SPACE_MB": "1",
         }
-        for name, value in settings.items():
-            monkeypatch.setenv(name, value)
         monkeypatch.delenv("GITHUB_TOKEN", raising=False)
-        env = {**os.environ, **settings}
-        logs = tmp_path / "logs"
-        logs.mkdir()
-        processes: list[subprocess.Popen] = []
-        instance = dg.DagsterInstance.from_config(str(home))
-        try:
-            code_server = subprocess.Popen(
-                [
-                    str(BIN / "dagster"),
-                    "code-server",
-                    "start",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-m",
-                    "skillmeat_pipeline.definitions",
-                ],
-                env=env,
-                cwd=tmp_path,
-                stdout=(logs / "code-server.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            processes.append(code_server)
-            wait_for_code_server(code_server, port)
-            daemon = subprocess.Popen(
-                [str(BIN / "dagster-daemon"), "run", "-w", str(workspace_path)],
-                env=env,
-                cwd=tmp_path,
-                stdout=(logs / "daemon.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            processes.append(daemon)
-            yield {
-                "instance": instance,
-                "git": git,
-                "workspace": workspace_path,
-                "catalog_url": catalog_url,
-                "database": url,
-                "admin": postgres_admin,
-                "logs": logs,
-                "daemon": daemon,
-            }
-        finally:
-            for process in reversed(processes):
-                stop_process(process)
-            instance.dispose()
-
-
-def wait_for_code_server(process: subprocess.Popen, port: int) -> None:
-    """Until the gRPC server answers a ping; fails if it exits or takes over STARTUP_S."""
-    from dagster._grpc.client import DagsterGrpcClient
-
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
-    deadline = threading.Event()
-    timer = threading.Timer(STARTUP_S, deadline.set)
-    timer.start()
-    try:
-        while not deadline.is_set():
+        with local_deployment(url, tmp_path, settings) as running:
+            instance = running.instance()
             try:
-                client.ping("ready")
-                return
-            except Exception:
-                try:  # a pause that also notices an early exit
-                    process.wait(timeout=0.5)
-                    raise AssertionError(f"the code server exited with {process.returncode}")
-                except subprocess.TimeoutExpired:
-                    pass
-        raise AssertionError(f"the code server did not answer within {STARTUP_S} s")
-    finally:
-        timer.cancel()
+                yield {
+                    "instance": instance,
+                    "git": git,
+                    "workspace": running.workspace,
+                    "catalog_url": catalog_url,
+                    "deployment": running,
+                }
+            finally:
+                instance.dispose()
 
 
 def launch(deployment: dict, job: str, **kwargs: str) -> str:
@@ -334,8 +235,7 @@ def test_daemon_runs_queued_partition_runs_on_postgres_within_the_clone_pool(dep
     try:
         wait_for_runs(instance, [ranged, batched])
     except AssertionError:
-        for log in sorted(deployment["logs"].iterdir()):
-            print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}")
+        print(deployment["deployment"].log_tails())
         raise
 
     records = {

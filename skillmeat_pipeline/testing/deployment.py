@@ -1,0 +1,174 @@
+"""The production deployment on one machine, for tests and benchmarks.
+
+The shipped `dagster.yaml` (PostgreSQL storage from `DAGSTER_PG_*`, the run queue, pools) in a
+fresh DAGSTER_HOME pointed at a given database, a gRPC code server started the way the Dockerfile
+starts it, and `dagster-daemon run` with a workspace shaped like `workspace.yaml`. Everything
+binds to 127.0.0.1; both processes are stopped (SIGTERM, then SIGKILL) when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy.engine import URL
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STARTUP_S = 90.0  # a code server on a busy 2-core machine
+STOP_S = 30.0
+DEFINITIONS_MODULE = "skillmeat_pipeline.definitions"
+
+
+@dataclass
+class LocalDeployment:
+    home: Path  # DAGSTER_HOME, holding the instance's dagster.yaml
+    workspace: Path
+    logs: Path  # code-server.log and daemon.log
+    env: dict[str, str]  # the environment both processes got
+    code_server: subprocess.Popen[bytes]
+    daemon: subprocess.Popen[bytes]
+
+    def instance(self):  # -> dg.DagsterInstance; dagster is imported only when asked for
+        """The same instance, in this process (close it with `.dispose()`)."""
+        import dagster as dg
+
+        return dg.DagsterInstance.from_config(str(self.home))
+
+    def log_tails(self, chars: int = 4000) -> str:
+        return "\n".join(
+            f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}"
+            for log in sorted(self.logs.iterdir())
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout_s: float = STOP_S) -> None:
+    """SIGTERM, then SIGKILL if it does not end in time; always reaped."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def postgres_environment(url: URL) -> dict[str, str]:
+    """The `DAGSTER_PG_*` variables dagster.yaml reads, for the database at `url`."""
+    return {
+        "DAGSTER_PG_USERNAME": url.username or "",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_DB": url.database or "",
+    }
+
+
+@contextlib.contextmanager
+def local_deployment(
+    database: URL,
+    work: Path,
+    settings: Mapping[str, str],
+    *,
+    edit_instance: Callable[[dict[str, Any]], None] | None = None,
+) -> Iterator[LocalDeployment]:
+    """The production instance on `database`, a code server and the daemon, under `work`.
+
+    `settings` (the pipeline's own variables) and the `DAGSTER_PG_*` ones are set in this
+    process's environment too while the block runs, so `LocalDeployment.instance()` resolves
+    the same dagster.yaml. `edit_instance` may change the parsed dagster.yaml before it is written
+    (a benchmark's run limit, say).
+    """
+    home = work / "dagster_home"
+    logs = work / "logs"
+    home.mkdir(parents=True)
+    logs.mkdir()
+    if edit_instance is None:
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    else:
+        config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+        edit_instance(config)
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
+    workspace_path = work / "workspace.yaml"
+    workspace_path.write_text(yaml.safe_dump(workspace))
+    added = {"DAGSTER_HOME": str(home), **postgres_environment(database), **settings}
+    env = {**os.environ, **added}
+    saved = {name: os.environ.get(name) for name in added}
+    os.environ.update(added)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        with (logs / "code-server.log").open("wb") as log:
+            code_server = subprocess.Popen(
+                [
+                    *(str(BIN / "dagster"), "code-server", "start"),
+                    *("-h", "127.0.0.1", "-p", str(port), "-m", DEFINITIONS_MODULE),
+                ],
+                env=env,
+                cwd=work,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(code_server)
+        wait_for_code_server(code_server, port)
+        with (logs / "daemon.log").open("wb") as log:
+            daemon = subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", str(workspace_path)],
+                env=env,
+                cwd=work,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        processes.append(daemon)
+        yield LocalDeployment(home, workspace_path, logs, env, code_server, daemon)
+    finally:
+        for process in reversed(processes):
+            stop_process(process)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def wait_for_code_server(process: subprocess.Popen, port: int) -> None:
+    """Until the gRPC server answers a ping; raises if it exits or takes over STARTUP_S."""
+    from dagster._grpc.client import DagsterGrpcClient
+
+    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    deadline = threading.Event()
+    timer = threading.Timer(STARTUP_S, deadline.set)
+    timer.start()
+    try:
+        while not deadline.is_set():
+            try:
+                client.ping("ready")
+                return
+            except Exception:
+                try:  # a pause that also notices an early exit
+                    process.wait(timeout=0.5)
+                    raise RuntimeError(f"the code server exited with {process.returncode}")
+                except subprocess.TimeoutExpired:
+                    pass
+        raise RuntimeError(f"the code server did not answer within {STARTUP_S} s")
+    finally:
+        timer.cancel()
