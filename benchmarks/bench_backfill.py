@@ -1,7 +1,7 @@
 """Wall time, orchestration overhead and memory of `marketplace_index` runs, as a backfill runs.
 
 Part 1 materializes the 12 corpus repositories as `github: owner/repo` sources in one run (the
-asset's backfill policy puts up to 25 partitions in a run), then three times more with every head
+asset's backfill policy puts up to 50 partitions in a run), then three times more with every head
 unchanged (no clone, no REST call), and splits each run's wall time into time inside ops (the sum
 of STEP_START -> STEP_SUCCESS/FAILURE from the run's event log) and orchestration (the rest of the
 wall time of `dg.materialize()`: run creation with its planned events, resource set-up, IO
@@ -10,10 +10,11 @@ separately as that op's time minus its catalog transactions.
 
 Part 2 serves the corpus bundles under N source keys (`bench/NNN-owner-repo`, plain git URLs of
 the 12 repositories round-robin, so no GitHub API call) and works through them as the backfill
-daemon would: contiguous ranges of 25 partitions, one run each with the range tags, one after
-another in this process (`--concurrent-runs K`: K worker processes on the same instance, as
-`max_concurrent_runs` allows). It reports sources per minute, the CPU time of each process
-involved, the RSS after each run, for a first index and again with every source current.
+daemon would: contiguous ranges of `--per-run` partitions (the asset's 50), one run each with
+the range tags, one after another in this process (`--concurrent-runs K`: K worker processes
+on the same instance, as `max_concurrent_runs` allows). It reports sources per minute, the CPU
+time of each process involved, the RSS after each run, for a first index and again with every
+source current.
 
 The git server and the GitHub emulator run in a child process (`--serve`): their CPU time does not
 hold this process's GIL and their memory is not in its RSS, but they share the machine's cores
@@ -22,7 +23,7 @@ directories, scratch PostgreSQL databases and child processes are removed on exi
 
     /work/venv/bin/python benchmarks/bench_backfill.py            # 12 + 500 sources, ~3.5 min
     /work/venv/bin/python benchmarks/bench_backfill.py --quick    # 12 + 50 sources, ~30 s
-    ... [--sources N] [--parallel 4] [--concurrent-runs 1] [--per-run 25]
+    ... [--sources N] [--parallel 4] [--concurrent-runs 1] [--per-run 50]
         [--catalog sqlite|postgres] [--dagster-storage sqlite|postgres] [--profile DIR]
 
 Dagster's DEBUG console log goes to stderr (`2>/dev/null` to hide it, with the per-run progress).
@@ -479,7 +480,7 @@ def trivial_runs(instance, console_level: str, runs: int = 5) -> list[float]:
 
     from skillmeat_pipeline.defs.partitions import marketplace_sources
 
-    @dg.asset(partitions_def=marketplace_sources, backfill_policy=dg.BackfillPolicy.multi_run(25))
+    @dg.asset(partitions_def=marketplace_sources, backfill_policy=dg.BackfillPolicy.multi_run(50))
     def trivial(context):  # no annotations: they are strings here, which Dagster cannot resolve
         return dg.MaterializeResult()
 
@@ -734,12 +735,15 @@ def report_pass(label: str, runs: list[RunStats], n: int, elapsed: float, cpu: s
     if len(runs) not in checkpoints:
         checkpoints.append(len(runs))
     trend = ""
-    if len(runs) >= 10:
-        # after a warm-up of 5 runs: the least-squares slope of RSS against the run number
-        xs = list(range(5, len(runs) + 1))
-        ys = [runs[x - 1].rss_mb for x in xs]
-        slope = statistics.linear_regression(xs, ys).slope
-        trend = f"; trend after run 5: {slope:+.2f} MB per run"
+    if len(runs) >= 6:
+        # the first half is the allocator's warm-up (glibc keeps freed heap, then levels off)
+        half = runs[len(runs) // 2 :]
+        xs = list(range(len(runs) - len(half) + 1, len(runs) + 1))
+        slope = statistics.linear_regression(xs, [r.rss_mb for r in half]).slope
+        trend = (
+            f"; second half of the runs: {min(r.rss_mb for r in half):.0f}-"
+            f"{max(r.rss_mb for r in half):.0f} MB, trend {slope:+.2f} MB per run"
+        )
     print(
         "    RSS of the process that ran it, after run "
         + ", ".join(f"{c}: {runs[c - 1].rss_mb:.0f} MB" for c in checkpoints)
@@ -788,7 +792,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sources", type=int, default=500, help="sources in the backfill (500)")
     parser.add_argument("--quick", action="store_true", help="a short run: 50 sources")
-    parser.add_argument("--per-run", type=int, default=25, help="partitions per run (25)")
+    parser.add_argument(
+        "--per-run", type=int, help="partitions per run (default: the asset's backfill policy)"
+    )
     parser.add_argument("--parallel", type=int, default=4, help="max_parallel_sources (4)")
     parser.add_argument("--io-manager", choices=("fs", "mem"), default="fs")
     parser.add_argument("--console-level", default="DEBUG", help="Dagster console log level")
@@ -825,6 +831,10 @@ def main() -> int:
         return run_worker(args)
     if args.quick:
         args.sources = min(args.sources, 50)
+    if args.per_run is None:
+        from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN
+
+        args.per_run = SOURCES_PER_RUN
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     bundles = sorted(p.stem for p in args.corpus.glob("*.bundle"))

@@ -33,12 +33,12 @@ def covered(requests: list[dg.RunRequest], keys: list[str]) -> list[list[str]]:
 
 
 def test_nightly_reindex_covers_every_partition_once_in_batched_ranges():
-    keys = [f"org/repo-{i:02d}" for i in range(60)]
+    keys = [f"org/repo-{i:03d}" for i in range(2 * SOURCES_PER_RUN + 10)]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("marketplace_sources", keys)
         requests = evaluate(nightly_reindex, instance)
         again = evaluate(nightly_reindex, instance)
-    assert len(requests) == 3  # 25 + 25 + 10, not 60 runs
+    assert len(requests) == 3  # not one run per partition
     ranges = covered(requests, keys)
     assert [len(r) for r in ranges] == [SOURCES_PER_RUN, SOURCES_PER_RUN, 10]
     assert [k for r in ranges for k in r] == keys  # contiguous, no gap, no overlap
@@ -49,7 +49,7 @@ def test_nightly_reindex_covers_every_partition_once_in_batched_ranges():
 
 
 def test_weekly_forced_reindex_forces_with_valid_run_config():
-    keys = [f"k{i}" for i in range(30)]
+    keys = [f"k{i}" for i in range(SOURCES_PER_RUN + 5)]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("marketplace_sources", keys)
         requests = evaluate(weekly_forced_reindex, instance)

@@ -148,7 +148,8 @@ def test_sources_sync_sensor_adds_partitions_and_indexes_new_sources_in_ranges(s
         for r in result.run_requests
     ]
     keys = LOCAL + GITHUB
-    assert ranges == [(keys[0], keys[24]), (keys[25], keys[49])]
+    chunks = [keys[i : i + SOURCES_PER_RUN] for i in range(0, len(keys), SOURCES_PER_RUN)]
+    assert ranges == [(chunk[0], chunk[-1]) for chunk in chunks]
     assert [s.key for s in setup.catalog.list_sources()] == sorted(keys)
 
 

@@ -44,7 +44,10 @@ from skillmeat_pipeline.lib.sources import SourcesFileError
 from skillmeat_pipeline.lib.strategy import Strategy
 
 INDEX_ASSET_KEY = dg.AssetKey("marketplace_index")
-SOURCES_PER_RUN = 25  # a backfill of thousands of sources becomes runs of this many
+# A backfill of thousands of sources becomes runs of this many: each run pays a process start,
+# a code-location load and its run events (about 3 s of CPU here), so fewer, larger runs index
+# faster (a 500-source backfill on 2 cores: 235 sources/min at 25 a run, 284 at 50).
+SOURCES_PER_RUN = 50
 
 # Transient trouble outside one source (a database restart, an exhausted pool) retries the op;
 # per-source failures are handled inside each op and never raise.
