@@ -201,16 +201,21 @@ def report(label: str, n: int, result: BackfillResult, samples: Samples, cpu: st
     )
 
 
-def run_pass(label, deployment, instance, keys, run_config, server_pid) -> None:
-    samples, stop = Samples(), threading.Event()
-    sampler = threading.Thread(target=sample, args=(deployment.code_server.pid, samples, stop))
-    cpu_before = {
+def cpu_by_kind(deployment, server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of each kind of process taking part."""
+    return {
         "code server + runs": tree_cpu_s(deployment.code_server.pid),
         "daemon": tree_cpu_s(deployment.daemon.pid),
         "git server + emulator": tree_cpu_s(server_pid),
         "postgres": named_cpu_s("postgres"),
         "this process": time.process_time(),
     }
+
+
+def run_pass(label, deployment, instance, keys, run_config, server_pid) -> None:
+    samples, stop = Samples(), threading.Event()
+    sampler = threading.Thread(target=sample, args=(deployment.code_server.pid, samples, stop))
+    cpu_before = cpu_by_kind(deployment, server_pid)
     sampler.start()
     try:
         submitted = time.time()
@@ -219,13 +224,7 @@ def run_pass(label, deployment, instance, keys, run_config, server_pid) -> None:
     finally:
         stop.set()
         sampler.join()
-    cpu_after = {
-        "code server + runs": tree_cpu_s(deployment.code_server.pid),
-        "daemon": tree_cpu_s(deployment.daemon.pid),
-        "git server + emulator": tree_cpu_s(server_pid),
-        "postgres": named_cpu_s("postgres"),
-        "this process": time.process_time(),
-    }
+    cpu_after = cpu_by_kind(deployment, server_pid)
     cpu = "CPU s: " + ", ".join(f"{k} {cpu_after[k] - cpu_before[k]:.1f}" for k in cpu_before)
     report(label, len(keys), result, samples, cpu)
 

@@ -36,7 +36,6 @@ class LocalDeployment:
     home: Path  # DAGSTER_HOME, holding the instance's dagster.yaml
     workspace: Path
     logs: Path  # code-server.log and daemon.log
-    env: dict[str, str]  # the environment both processes got
     code_server: subprocess.Popen[bytes]
     daemon: subprocess.Popen[bytes]
 
@@ -139,7 +138,7 @@ def local_deployment(
                 stderr=subprocess.STDOUT,
             )
         processes.append(daemon)
-        yield LocalDeployment(home, workspace_path, logs, env, code_server, daemon)
+        yield LocalDeployment(home, workspace_path, logs, code_server, daemon)
     finally:
         for process in reversed(processes):
             stop_process(process)
