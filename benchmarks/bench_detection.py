@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pygit2
 
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.git_tree import snapshot_commit
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 
 CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 DEFAULT_REPOSITORIES = ("wshobson+agents", "miethe+skillmeat")

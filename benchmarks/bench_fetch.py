@@ -40,10 +40,10 @@ import pygit2
 from click.testing import CliRunner
 
 from skillmeat_pipeline.cli import main as cli
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.git_tree import GitTreeSnapshot, snapshot_commit
-from skillmeat_pipeline.lib.models import TreeEntry
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.core.models import TreeEntry
+from skillmeat_pipeline.lib.fetch.git.tree import GitTreeSnapshot, snapshot_commit
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-import skillmeat_pipeline.lib.telemetry as telemetry_module
+import skillmeat_pipeline.lib.observability.telemetry as telemetry_module
 from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN, marketplace_index
-from skillmeat_pipeline.lib.telemetry import MetricsServer
+from skillmeat_pipeline.lib.observability.telemetry import MetricsServer
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import make_repo

@@ -13,14 +13,24 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
-from skillmeat_pipeline.lib.catalog import Catalog
-from skillmeat_pipeline.lib.clone import CloneError, CloneReason, FailureKind, scrub_credentials
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.git_tree import RepositoryError, open_local_repository, snapshot_commit
-from skillmeat_pipeline.lib.github_api import ApiError, GitHubClient
-from skillmeat_pipeline.lib.models import CatalogEntry
-from skillmeat_pipeline.lib.scan import (
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.core.models import CatalogEntry
+from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
+from skillmeat_pipeline.lib.fetch.git.clone import (
+    CloneError,
+    CloneReason,
+    FailureKind,
+    scrub_credentials,
+)
+from skillmeat_pipeline.lib.fetch.git.tree import (
+    RepositoryError,
+    open_local_repository,
+    snapshot_commit,
+)
+from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient
+from skillmeat_pipeline.lib.scan.pipeline import (
     Fetchers,
     ScanResult,
     ScanSettings,
@@ -30,7 +40,6 @@ from skillmeat_pipeline.lib.scan import (
     scan_by_api,
     scan_by_clone,
 )
-from skillmeat_pipeline.lib.sources import SourceConfig, SourcesFileError, load_sources
 
 REMOTE_URL = re.compile(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:")
 
@@ -409,7 +418,11 @@ def webhook_server(host: str, port: int, hook_path: str, max_body_bytes: int) ->
     import signal
     import threading
 
-    from skillmeat_pipeline.lib.webhooks import WebhookReceiver, WebhookServer, secret_from_env
+    from skillmeat_pipeline.lib.services.webhooks import (
+        WebhookReceiver,
+        WebhookServer,
+        secret_from_env,
+    )
 
     try:
         secret = secret_from_env()
@@ -465,7 +478,7 @@ def metrics_server(host: str, port: int, log_format: str | None) -> None:
     import signal
     import threading
 
-    from skillmeat_pipeline.lib.telemetry import MetricsServer, configure_logging
+    from skillmeat_pipeline.lib.observability.telemetry import MetricsServer, configure_logging
 
     configure_logging(log_format or os.environ.get("SKILLMEAT_LOG_FORMAT") or "text")
     stop = threading.Event()

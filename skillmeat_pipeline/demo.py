@@ -232,7 +232,7 @@ class _StrategyEcho(logging.Handler):
 
 @contextlib.contextmanager
 def _strategy_progress(echo: Echo) -> Iterator[None]:
-    logger = logging.getLogger("skillmeat_pipeline.lib.scan")
+    logger = logging.getLogger("skillmeat_pipeline.lib.scan.pipeline")
     handler = _StrategyEcho(echo)
     level = logger.level
     logger.addHandler(handler)
@@ -263,8 +263,8 @@ class Demo:
             planned_partition_changes,
             sync_catalog_sources,
         )
-        from skillmeat_pipeline.lib.catalog import Catalog
-        from skillmeat_pipeline.lib.sources import load_sources
+        from skillmeat_pipeline.lib.catalog.store import Catalog
+        from skillmeat_pipeline.lib.core.sources import load_sources
 
         configured = load_sources(self.layout.sources_file)
         added, removed = planned_partition_changes(instance, configured)
@@ -352,7 +352,7 @@ class Demo:
 
 
 def _catalog_report(layout: DemoLayout, keys: Sequence[str], echo: Echo) -> None:
-    from skillmeat_pipeline.lib.catalog import Catalog
+    from skillmeat_pipeline.lib.catalog.store import Catalog
 
     catalog = Catalog.from_url(layout.index_url)
     try:

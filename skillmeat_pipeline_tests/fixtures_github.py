@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pygit2
 
-from skillmeat_pipeline.lib.models import MODE_BLOB, MODE_SYMLINK, MODE_TREE, TreeEntry
+from skillmeat_pipeline.lib.core.models import MODE_BLOB, MODE_SYMLINK, MODE_TREE, TreeEntry
 from skillmeat_pipeline.testing.github_emulator import layout_bundle
 from skillmeat_pipeline_tests.conftest import corpus_dir
 

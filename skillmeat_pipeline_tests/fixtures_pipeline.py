@@ -15,7 +15,7 @@ import yaml
 
 from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.assets import marketplace_index
-from skillmeat_pipeline.lib.catalog import Catalog
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
 from skillmeat_pipeline_tests.conftest import corpus_dir

@@ -17,7 +17,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 
-from skillmeat_pipeline.lib.catalog import (
+from skillmeat_pipeline.lib.catalog.migrations import SCRIPT_LOCATION, VERSION_TABLE
+from skillmeat_pipeline.lib.catalog.store import (
     Catalog,
     SourceRemovedError,
     SourceStatus,
@@ -28,10 +29,9 @@ from skillmeat_pipeline.lib.catalog import (
     metadata,
     sources,
 )
-from skillmeat_pipeline.lib.catalog_migrations import SCRIPT_LOCATION, VERSION_TABLE
-from skillmeat_pipeline.lib.models import ArtifactStatus, ArtifactType, CatalogEntry
-from skillmeat_pipeline.lib.sources import SourceConfig
-from skillmeat_pipeline.lib.strategy import CloneTarget, Strategy, common_root
+from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, CatalogEntry
+from skillmeat_pipeline.lib.core.sources import SourceConfig
+from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy, common_root
 
 BACKENDS = ("sqlite", "postgresql")
 SOURCE = "acme/skills"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib import clone as clone_module
-from skillmeat_pipeline.lib.clone import (
+from skillmeat_pipeline.lib.fetch.git import clone as clone_module
+from skillmeat_pipeline.lib.fetch.git.clone import (
     CloneError,
     CloneReason,
     CloneSettings,
@@ -28,7 +28,7 @@ from skillmeat_pipeline.lib.clone import (
     libgit2_status,
     resolve_head,
 )
-from skillmeat_pipeline.lib.git_tree import snapshot_commit
+from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.testing.git_server import (
     Fault,
     GitHttpServer,
@@ -383,7 +383,7 @@ def test_the_token_is_in_no_argv_or_environment_of_a_worker(
 def test_the_token_is_only_offered_once_and_only_to_the_urls_host() -> None:
     from pygit2.enums import CredentialType
 
-    from skillmeat_pipeline.lib.clone import _Guard, _RefusedCredentials
+    from skillmeat_pipeline.lib.fetch.git.clone import _Guard, _RefusedCredentials
 
     userpass = CredentialType.USERPASS_PLAINTEXT
     redirected = _Guard(TOKEN, "http://127.0.0.1:8000/o/r.git", soft_deadline=0)

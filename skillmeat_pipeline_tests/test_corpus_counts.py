@@ -9,9 +9,9 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.git_tree import snapshot_commit
-from skillmeat_pipeline.lib.models import ArtifactType
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.models import ArtifactType
+from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline_tests.conftest import corpus_names, corpus_table
 
 KINDS = [kind.value for kind in ArtifactType]

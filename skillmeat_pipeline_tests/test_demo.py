@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from skillmeat_pipeline.cli import main
 from skillmeat_pipeline.demo import MARKER, DemoError, prepare_layout
-from skillmeat_pipeline.lib.catalog import Catalog
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.git_tree import open_local_repository, snapshot_commit
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.fetch.git.tree import open_local_repository, snapshot_commit
 from skillmeat_pipeline.testing.sample_repos import (
     SAMPLE_REPOS,
     SAMPLE_UPDATE,

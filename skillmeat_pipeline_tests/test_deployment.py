@@ -21,7 +21,7 @@ from dagster._core.instance.config import dagster_instance_config
 from sqlalchemy.engine import Engine
 
 from skillmeat_pipeline.defs.jobs import BATCH_JOB_NAME, batch_run_config
-from skillmeat_pipeline.lib.catalog import Catalog
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.testing.deployment import PROJECT_ROOT as ROOT
 from skillmeat_pipeline.testing.deployment import local_deployment
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, peak_concurrency

@@ -11,9 +11,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.git_tree import GitTreeSnapshot, snapshot_commit
-from skillmeat_pipeline.lib.models import (
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.models import (
     MODE_BLOB,
     MODE_SYMLINK,
     MODE_TREE,
@@ -22,6 +21,7 @@ from skillmeat_pipeline.lib.models import (
     Detection,
     TreeEntry,
 )
+from skillmeat_pipeline.lib.fetch.git.tree import GitTreeSnapshot, snapshot_commit
 
 SKILL = b"---\nname: demo\ndescription: A demo skill.\n---\n# Demo\n"
 AGENT = b"---\nname: helper\ndescription: Helps.\n---\nYou help.\n"

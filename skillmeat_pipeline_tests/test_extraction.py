@@ -12,11 +12,16 @@ from typing import Any
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.git_tree import snapshot_commit
-from skillmeat_pipeline.lib.manifests import MAX_DEEP_FILE_BYTES, MAX_DEEP_TEXT_BYTES
-from skillmeat_pipeline.lib.models import ArtifactStatus, ArtifactType, CatalogEntry, TreeSnapshot
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.core.manifests import MAX_DEEP_FILE_BYTES, MAX_DEEP_TEXT_BYTES
+from skillmeat_pipeline.lib.core.models import (
+    ArtifactStatus,
+    ArtifactType,
+    CatalogEntry,
+    TreeSnapshot,
+)
+from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline_tests.test_detection import (
     MakeSnapshot,
     RecordingSnapshot,

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from skillmeat_pipeline.lib.git_tree import snapshot_commit
-from skillmeat_pipeline.lib.github_api import (
+from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
+from skillmeat_pipeline.lib.fetch.github.client import (
     DEFAULT_API_URL,
     DEFAULT_RAW_URL,
     ApiBudgetExceeded,

@@ -13,8 +13,8 @@ import httpx
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib.git_tree import snapshot_commit
-from skillmeat_pipeline.lib.models import TreeEntry
+from skillmeat_pipeline.lib.core.models import TreeEntry
+from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
 from skillmeat_pipeline_tests.fixtures_github import TOKEN, layout_corpus, make_repo, open_bare
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skillmeat_pipeline.lib.manifests import (
+from skillmeat_pipeline.lib.core.manifests import (
     MAX_ALIAS_EXPANSION,
     MAX_BODY_DESCRIPTION_CHARS,
     MAX_DEEP_FILE_BYTES,

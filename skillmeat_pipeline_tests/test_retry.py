@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from skillmeat_pipeline.lib.retry import BackoffPolicy, call_with_retries
+from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
 
 
 class Transient(Exception):

@@ -28,8 +28,9 @@ from skillmeat_pipeline.defs.sensors import (
     source_heads_sensor,
     sources_sync_sensor,
 )
-from skillmeat_pipeline.lib.catalog import Catalog, sources
-from skillmeat_pipeline.lib.heads import (
+from skillmeat_pipeline.lib.catalog.store import Catalog, sources
+from skillmeat_pipeline.lib.core.sources import SourceConfig
+from skillmeat_pipeline.lib.fetch.git.heads import (
     BatchHeadLister,
     HeadAnswer,
     HeadCursor,
@@ -37,7 +38,6 @@ from skillmeat_pipeline.lib.heads import (
     HeadQuery,
     poll_heads,
 )
-from skillmeat_pipeline.lib.sources import SourceConfig
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, RequestRecord
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import make_repo

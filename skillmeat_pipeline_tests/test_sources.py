@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from skillmeat_pipeline.lib.sources import SourcesFileError, load_sources, parse_sources
+from skillmeat_pipeline.lib.core.sources import SourcesFileError, load_sources, parse_sources
 
 
 def test_github_source_derives_key_and_url(monkeypatch):

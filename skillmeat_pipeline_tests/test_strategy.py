@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from skillmeat_pipeline.lib.strategy import (
+from skillmeat_pipeline.lib.core.strategy import (
     CloneTarget,
     Strategy,
     StrategyInputs,

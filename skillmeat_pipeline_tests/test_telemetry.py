@@ -47,10 +47,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.assets import marketplace_index
 from skillmeat_pipeline.defs.telemetry import TelemetryResource
-from skillmeat_pipeline.lib.github_api import ApiError, GitHubClient, status_class
-from skillmeat_pipeline.lib.scan import ScanCost, ScanResult, ScanStatus
-from skillmeat_pipeline.lib.strategy import Strategy
-from skillmeat_pipeline.lib.telemetry import (
+from skillmeat_pipeline.lib.core.strategy import Strategy
+from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient, status_class
+from skillmeat_pipeline.lib.observability.telemetry import (
     API_CALLS,
     CLONE_DURATION,
     EXTRACTION_DURATION,
@@ -62,6 +61,7 @@ from skillmeat_pipeline.lib.telemetry import (
     artifact_count_bucket,
     configure_logging,
 )
+from skillmeat_pipeline.lib.scan.pipeline import ScanCost, ScanResult, ScanStatus
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, closed_port
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import TOKEN, make_repo
@@ -834,7 +834,7 @@ def test_json_logs_carry_the_strategy_record_and_scan_completion(
     assert set(selections) == set(SIZES)
     for repo, record in selections.items():
         assert record["level"] == "INFO"
-        assert record["logger"] == "skillmeat_pipeline.lib.scan"
+        assert record["logger"] == "skillmeat_pipeline.lib.scan.pipeline"
         assert record["selected_strategy"] == STRATEGIES[repo]
         assert record["artifact_count"] == SIZES[repo]
         assert {"artifacts_root", "patterns_count", "reason"} <= set(record)

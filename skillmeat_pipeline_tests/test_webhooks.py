@@ -23,9 +23,9 @@ import pytest
 from skillmeat_pipeline.defs.jobs import BATCH_OP_NAME
 from skillmeat_pipeline.defs.resources import CatalogResource
 from skillmeat_pipeline.defs.sensors import push_events_sensor
-from skillmeat_pipeline.lib.catalog import Catalog, push_events
-from skillmeat_pipeline.lib.sources import SourceConfig
-from skillmeat_pipeline.lib.webhooks import WebhookReceiver, WebhookServer, signature
+from skillmeat_pipeline.lib.catalog.store import Catalog, push_events
+from skillmeat_pipeline.lib.core.sources import SourceConfig
+from skillmeat_pipeline.lib.services.webhooks import WebhookReceiver, WebhookServer, signature
 
 pytest_plugins = ["skillmeat_pipeline_tests.fixtures_db"]
 

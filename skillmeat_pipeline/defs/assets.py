@@ -23,10 +23,12 @@ from skillmeat_pipeline.defs.checks import INDEX_CHECK_SPECS, check_evaluations
 from skillmeat_pipeline.defs.partitions import marketplace_sources
 from skillmeat_pipeline.defs.resources import CatalogResource, FetchersResource, SourcesFileResource
 from skillmeat_pipeline.defs.telemetry import TelemetryResource, log_record, log_to_run
-from skillmeat_pipeline.lib.catalog import Catalog
-from skillmeat_pipeline.lib.clone import CloneError
-from skillmeat_pipeline.lib.github_api import ApiError
-from skillmeat_pipeline.lib.scan import (
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.sources import SourcesFileError
+from skillmeat_pipeline.lib.core.strategy import Strategy
+from skillmeat_pipeline.lib.fetch.git.clone import CloneError
+from skillmeat_pipeline.lib.fetch.github.client import ApiError
+from skillmeat_pipeline.lib.scan.pipeline import (
     ScanResult,
     ScanStatus,
     SourcePlan,
@@ -40,8 +42,6 @@ from skillmeat_pipeline.lib.scan import (
     scan_by_clone,
     write_result,
 )
-from skillmeat_pipeline.lib.sources import SourcesFileError
-from skillmeat_pipeline.lib.strategy import Strategy
 
 INDEX_ASSET_KEY = dg.AssetKey("marketplace_index")
 # A backfill of thousands of sources becomes runs of this many: each run pays a process start,

@@ -3,8 +3,8 @@
 import dagster as dg
 
 from skillmeat_pipeline.defs.partitions import marketplace_sources
-from skillmeat_pipeline.lib.github_api import DEFAULT_CALL_BUDGET
-from skillmeat_pipeline.lib.scan import ScanResult, count_collapsed
+from skillmeat_pipeline.lib.fetch.github.client import DEFAULT_CALL_BUDGET
+from skillmeat_pipeline.lib.scan.pipeline import ScanResult, count_collapsed
 
 ASSET = dg.AssetKey("marketplace_index")
 

@@ -1,7 +1,7 @@
 import dagster as dg
 
-from skillmeat_pipeline.lib.catalog import Catalog
-from skillmeat_pipeline.lib.sources import SourceConfig, partition_changes
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.sources import SourceConfig, partition_changes
 
 # One partition per marketplace source; keys come from the sources file (see sensors.py).
 marketplace_sources = dg.DynamicPartitionsDefinition(name="marketplace_sources")

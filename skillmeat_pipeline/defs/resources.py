@@ -7,10 +7,10 @@ from pathlib import Path
 import dagster as dg
 from pydantic import PrivateAttr
 
-from skillmeat_pipeline.lib.catalog import Catalog
-from skillmeat_pipeline.lib.github_api import GitHubClient
-from skillmeat_pipeline.lib.scan import Fetchers, ScanSettings
-from skillmeat_pipeline.lib.sources import SourceConfig, load_sources
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings
 
 
 class CatalogResource(dg.ConfigurableResource):

@@ -29,7 +29,7 @@ from skillmeat_pipeline.defs.partitions import (
     sync_catalog_sources,
 )
 from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
-from skillmeat_pipeline.lib.heads import (
+from skillmeat_pipeline.lib.fetch.git.heads import (
     DEFAULT_MAX_PARALLEL,
     DEFAULT_PAGE_SIZE,
     DEFAULT_RETRY_AFTER_S,

@@ -16,10 +16,14 @@ import logging
 import dagster as dg
 from pydantic import PrivateAttr
 
-from skillmeat_pipeline.lib.telemetry import Telemetry, configure_logging, set_log_context
+from skillmeat_pipeline.lib.observability.telemetry import (
+    Telemetry,
+    configure_logging,
+    set_log_context,
+)
 
 OPS_LOGGER = logging.getLogger("skillmeat_pipeline.defs.assets")
-SCAN_LOGGER = "skillmeat_pipeline.lib.scan"
+SCAN_LOGGER = "skillmeat_pipeline.lib.scan.pipeline"
 
 
 class TelemetryResource(dg.ConfigurableResource):

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pygit2
 
-from skillmeat_pipeline.lib.models import MODE_GITLINK, MODE_SYMLINK, MODE_TREE
+from skillmeat_pipeline.lib.core.models import MODE_GITLINK, MODE_SYMLINK, MODE_TREE
 from skillmeat_pipeline.testing.git_server import add_repository
 
 HostKind = Literal["rest", "raw"]

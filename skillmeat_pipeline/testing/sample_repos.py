@@ -24,7 +24,7 @@ from typing import Any
 
 import pygit2
 
-from skillmeat_pipeline.lib.models import MODE_BLOB, MODE_TREE
+from skillmeat_pipeline.lib.core.models import MODE_BLOB, MODE_TREE
 
 AUTHOR = ("Sample Author", "samples@skillmeat.invalid")
 FIRST_COMMIT_TIME = 1_735_722_000  # 2025-01-01 09:00 UTC

@@ -33,10 +33,10 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
 
-from skillmeat_pipeline.lib.catalog_migrations import upgrade_to_head
-from skillmeat_pipeline.lib.models import ArtifactStatus, ArtifactType, CatalogEntry
-from skillmeat_pipeline.lib.sources import SourceConfig
-from skillmeat_pipeline.lib.strategy import CloneTarget, Strategy
+from skillmeat_pipeline.lib.catalog.migrations import upgrade_to_head
+from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, CatalogEntry
+from skillmeat_pipeline.lib.core.sources import SourceConfig
+from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy
 
 INDEX_URL_ENV = "SKILLMEAT_INDEX_URL"
 DEFAULT_INDEX_URL = "sqlite:///skillmeat_index.sqlite"  # relative to the working directory

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from skillmeat_pipeline.lib.manifests import parse_json_manifest
-from skillmeat_pipeline.lib.models import (
+from skillmeat_pipeline.lib.core.manifests import parse_json_manifest
+from skillmeat_pipeline.lib.core.models import (
     ArtifactType,
     DetectedArtifact,
     Detection,

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 if TYPE_CHECKING:
     import pygit2
 
-    from skillmeat_pipeline.lib.git_tree import GitTreeSnapshot
+    from skillmeat_pipeline.lib.fetch.git.tree import GitTreeSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def clone_source(
         clone_ms = round((time.monotonic() - started) * 1000)
         import pygit2
 
-        from skillmeat_pipeline.lib.git_tree import snapshot_commit
+        from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 
         repo = pygit2.Repository(str(workdir))
         snapshot = snapshot_commit(repo, reply["commit_sha"])

@@ -66,8 +66,8 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from skillmeat_pipeline.lib.scan import Phase, ScanResult, ScanStatus
-from skillmeat_pipeline.lib.strategy import Strategy
+from skillmeat_pipeline.lib.core.strategy import Strategy
+from skillmeat_pipeline.lib.scan.pipeline import Phase, ScanResult, ScanStatus
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (

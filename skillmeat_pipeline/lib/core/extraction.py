@@ -13,13 +13,13 @@ from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
-from skillmeat_pipeline.lib.detection import DEFAULT_IGNORED_SEGMENTS, score_confidence
-from skillmeat_pipeline.lib.manifests import (
+from skillmeat_pipeline.lib.core.detection import DEFAULT_IGNORED_SEGMENTS, score_confidence
+from skillmeat_pipeline.lib.core.manifests import (
     collect_deep_text,
     normalize_list,
     parse_markdown_manifest,
 )
-from skillmeat_pipeline.lib.models import (
+from skillmeat_pipeline.lib.core.models import (
     ArtifactStatus,
     ArtifactType,
     CatalogEntry,

@@ -29,7 +29,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from skillmeat_pipeline.lib.models import TreeEntry
+from skillmeat_pipeline.lib.core.models import TreeEntry
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from skillmeat_pipeline.lib import clone
+from skillmeat_pipeline.lib.fetch.git import clone
 
 logger = logging.getLogger(__name__)
 

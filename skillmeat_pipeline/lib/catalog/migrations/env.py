@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from skillmeat_pipeline.lib.catalog_migrations import VERSION_TABLE
+from skillmeat_pipeline.lib.catalog.migrations import VERSION_TABLE
 
 context.configure(
     connection=context.config.attributes["connection"],

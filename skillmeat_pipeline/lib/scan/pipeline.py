@@ -18,28 +18,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from skillmeat_pipeline.lib.catalog import Catalog, SourceRecord, WriteResult
-from skillmeat_pipeline.lib.clone import (
-    CloneError,
-    CloneSettings,
-    RemoteHead,
-    clone_source,
-    libgit2_status,
-    resolve_head,
-)
-from skillmeat_pipeline.lib.detection import detect_artifacts
-from skillmeat_pipeline.lib.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.github_api import (
-    ApiError,
-    ErrorKind,
-    GitHubClient,
-    RateLimited,
-    ScanStats,
-)
-from skillmeat_pipeline.lib.models import CatalogEntry, Detection, TreeEntry, TreeSnapshot
-from skillmeat_pipeline.lib.retry import BackoffPolicy, call_with_retries
-from skillmeat_pipeline.lib.sources import SourceConfig, github_base_url
-from skillmeat_pipeline.lib.strategy import (
+from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord, WriteResult
+from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.core.models import CatalogEntry, Detection, TreeEntry, TreeSnapshot
+from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
+from skillmeat_pipeline.lib.core.sources import SourceConfig, github_base_url
+from skillmeat_pipeline.lib.core.strategy import (
     DEFAULT_MAX_CLONE_MB,
     CloneTarget,
     Strategy,
@@ -48,6 +33,21 @@ from skillmeat_pipeline.lib.strategy import (
     artifact_location,
     build_clone_target,
     select_strategy,
+)
+from skillmeat_pipeline.lib.fetch.git.clone import (
+    CloneError,
+    CloneSettings,
+    RemoteHead,
+    clone_source,
+    libgit2_status,
+    resolve_head,
+)
+from skillmeat_pipeline.lib.fetch.github.client import (
+    ApiError,
+    ErrorKind,
+    GitHubClient,
+    RateLimited,
+    ScanStats,
 )
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pygit2
 
-from skillmeat_pipeline.lib.models import MODE_TREE, TreeEntry
+from skillmeat_pipeline.lib.core.models import MODE_TREE, TreeEntry
 
 
 class RepositoryError(Exception):

@@ -39,7 +39,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from skillmeat_pipeline.lib.catalog import Catalog, SourceLocation
+from skillmeat_pipeline.lib.catalog.store import Catalog, SourceLocation
 
 logger = logging.getLogger(__name__)
 
