@@ -279,7 +279,7 @@ class Bench:
         import dagster as dg
 
         from skillmeat_pipeline.definitions import defs
-        from skillmeat_pipeline.defs.assets import marketplace_index
+        from skillmeat_pipeline.defs.index.assets import marketplace_index
         from skillmeat_pipeline.defs.resources import FetchersResource
 
         self.dg = dg
@@ -478,7 +478,7 @@ def part_corpus(work: Path, urls: Servers, bundles: list[str], args: argparse.Na
 def trivial_runs(instance, console_level: str, runs: int = 5) -> list[float]:
     import dagster as dg
 
-    from skillmeat_pipeline.defs.partitions import marketplace_sources
+    from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 
     @dg.asset(partitions_def=marketplace_sources, backfill_policy=dg.BackfillPolicy.multi_run(50))
     def trivial(context):  # no annotations: they are strings here, which Dagster cannot resolve
@@ -832,7 +832,7 @@ def main() -> int:
     if args.quick:
         args.sources = min(args.sources, 50)
     if args.per_run is None:
-        from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN
+        from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN
 
         args.per_run = SOURCES_PER_RUN
     if args.profile:

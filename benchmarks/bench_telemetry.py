@@ -25,7 +25,7 @@ import yaml
 
 import skillmeat_pipeline.lib.observability.telemetry as telemetry_module
 from skillmeat_pipeline.definitions import defs
-from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN, marketplace_index
+from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_index
 from skillmeat_pipeline.lib.observability.telemetry import MetricsServer
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator

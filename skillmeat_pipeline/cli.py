@@ -256,7 +256,7 @@ def sources_sync() -> None:
     # Imported here: Dagster takes a second to import and `detect` never needs it.
     import dagster as dg
 
-    from skillmeat_pipeline.defs.partitions import (
+    from skillmeat_pipeline.defs.index.partitions import (
         marketplace_sources,
         planned_partition_changes,
         sync_catalog_sources,

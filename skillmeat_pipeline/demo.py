@@ -258,7 +258,7 @@ class Demo:
 
     def sync_partitions(self, instance: Any) -> list[str]:
         """What `skillmeat-pipeline sources sync` does: partitions and source rows = the file."""
-        from skillmeat_pipeline.defs.partitions import (
+        from skillmeat_pipeline.defs.index.partitions import (
             marketplace_sources,
             planned_partition_changes,
             sync_catalog_sources,
@@ -283,7 +283,7 @@ class Demo:
     def materialize(self, instance: Any) -> Any:
         """One in-process run over every partition (a partition range, as backfills batch them)."""
         from skillmeat_pipeline.definitions import defs
-        from skillmeat_pipeline.defs.assets import marketplace_index
+        from skillmeat_pipeline.defs.index.assets import marketplace_index
 
         with _strategy_progress(self.echo):
             return self.dg.materialize(

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from skillmeat_pipeline.definitions import defs
-from skillmeat_pipeline.defs.assets import marketplace_index
+from skillmeat_pipeline.defs.index.assets import marketplace_index
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle

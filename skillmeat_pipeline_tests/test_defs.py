@@ -3,7 +3,7 @@ import pytest
 from dagster._core.definitions.dependency import NodeHandle
 
 from skillmeat_pipeline.definitions import defs
-from skillmeat_pipeline.defs.checks import INDEX_CHECK_SPECS
+from skillmeat_pipeline.defs.index.checks import INDEX_CHECK_SPECS
 
 
 def test_definitions_load():

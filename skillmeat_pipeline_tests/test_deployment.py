@@ -20,7 +20,7 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 from sqlalchemy.engine import Engine
 
-from skillmeat_pipeline.defs.jobs import BATCH_JOB_NAME, batch_run_config
+from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, batch_run_config
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.testing.deployment import PROJECT_ROOT as ROOT
 from skillmeat_pipeline.testing.deployment import local_deployment

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 
 from skillmeat_pipeline.definitions import defs
-from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN
-from skillmeat_pipeline.defs.schedules import nightly_reindex, weekly_forced_reindex
+from skillmeat_pipeline.defs.automation.schedules import nightly_reindex, weekly_forced_reindex
+from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN
 
 START = "dagster/asset_partition_range_start"
 END = "dagster/asset_partition_range_end"

@@ -20,14 +20,14 @@ import sqlalchemy as sa
 import yaml
 
 from skillmeat_pipeline.definitions import defs
-from skillmeat_pipeline.defs.assets import SOURCES_PER_RUN, marketplace_index
-from skillmeat_pipeline.defs.jobs import BATCH_JOB_NAME, BATCH_OP_NAME
-from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
-from skillmeat_pipeline.defs.sensors import (
+from skillmeat_pipeline.defs.automation.sensors import (
     HeadPollingResource,
     source_heads_sensor,
     sources_sync_sensor,
 )
+from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_index
+from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, BATCH_OP_NAME
+from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
 from skillmeat_pipeline.lib.catalog.store import Catalog, sources
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.fetch.git.heads import (
@@ -389,7 +389,7 @@ def test_push_sensor_tick_at_5000_sources_stays_far_inside_the_sensor_limit(
 
 
 def test_a_push_storm_becomes_runs_of_sources_per_run_not_one_per_source():
-    from skillmeat_pipeline.defs.jobs import batch_run_requests
+    from skillmeat_pipeline.defs.index.jobs import batch_run_requests
 
     keys = [f"k{i:03d}" for i in range(0, 600, 7)]  # 86 scattered sources
     requests = batch_run_requests(keys, "heads:x")

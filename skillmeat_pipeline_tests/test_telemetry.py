@@ -45,8 +45,8 @@ from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
 from skillmeat_pipeline.definitions import defs
-from skillmeat_pipeline.defs.assets import marketplace_index
-from skillmeat_pipeline.defs.telemetry import TelemetryResource
+from skillmeat_pipeline.defs.index.assets import marketplace_index
+from skillmeat_pipeline.defs.resources import TelemetryResource
 from skillmeat_pipeline.lib.core.strategy import Strategy
 from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient, status_class
 from skillmeat_pipeline.lib.observability.telemetry import (

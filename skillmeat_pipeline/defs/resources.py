@@ -1,4 +1,6 @@
-"""Resources: the catalog database, the sources file, and the fetchers (libgit2 and the API)."""
+"""Every resource of the code location: the catalog database, the sources file, the fetchers
+(libgit2 and the API), telemetry and head polling. Secrets come from the environment at run time,
+never from run config."""
 
 import os
 from dataclasses import replace
@@ -9,7 +11,20 @@ from pydantic import PrivateAttr
 
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
+from skillmeat_pipeline.lib.fetch.git.heads import (
+    DEFAULT_MAX_PARALLEL,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_RETRY_AFTER_S,
+    DEFAULT_TICK_BUDGET_S,
+    BatchHeadLister,
+    HeadLister,
+)
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.observability.telemetry import (
+    Telemetry,
+    configure_logging,
+    set_log_context,
+)
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings
 
 
@@ -77,3 +92,72 @@ class FetchersResource(dg.ConfigurableResource):
         if self._fetchers is None:
             raise RuntimeError("FetchersResource is used before Dagster set it up")
         return self._fetchers
+
+
+class TelemetryResource(dg.ConfigurableResource):
+    """OpenTelemetry for a run: one trace per source scan, the scan metrics (SPEC §7).
+
+    Exporters come from the standard `OTEL_*` environment variables (OTLP over HTTP when
+    `OTEL_EXPORTER_OTLP_ENDPOINT` or a per-signal endpoint is set, nothing otherwise;
+    `OTEL_SDK_DISABLED=true` turns everything off). Run workers are short-lived, so spans and
+    metrics still queued are exported when the run ends (`teardown_after_execution`).
+    """
+
+    service_name: str | None = None  # default: OTEL_SERVICE_NAME, else skillmeat-pipeline
+    flush_timeout_seconds: float = 30.0
+
+    _telemetry: Telemetry | None = PrivateAttr(default=None)
+
+    def create_telemetry(self) -> Telemetry:
+        """The run's `Telemetry`; tests override this to collect in memory."""
+        return Telemetry.from_env(service_name=self.service_name)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        configure_logging()
+        set_log_context(dagster_run_id=context.run.run_id if context.run else None)
+        self._telemetry = self.create_telemetry()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        telemetry, self._telemetry = self._telemetry, None
+        if telemetry is not None and not telemetry.close(self.flush_timeout_seconds):
+            context.log.warning(
+                f"telemetry: spans or metrics of this run were still being exported after "
+                f"{self.flush_timeout_seconds:g} s and may be lost; check that the OTLP endpoint "
+                "(OTEL_EXPORTER_OTLP_ENDPOINT) is reachable"
+            )
+        set_log_context()
+
+    @property
+    def telemetry(self) -> Telemetry:
+        if self._telemetry is None:
+            raise RuntimeError("TelemetryResource is used before Dagster set it up")
+        return self._telemetry
+
+
+class HeadPollingResource(dg.ConfigurableResource):
+    """How `source_heads_sensor` polls: a page of sources a tick, within a time budget.
+
+    A tick must end within Dagster's 60 s sensor limit; the budget bounds the lookups, the rest
+    of a tick (sources file, partitions, catalog) takes well under a second at 5,000 sources.
+    """
+
+    page_size: int = DEFAULT_PAGE_SIZE
+    tick_budget_seconds: float = DEFAULT_TICK_BUDGET_S
+    max_parallel: int = DEFAULT_MAX_PARALLEL
+    retry_after_seconds: float = DEFAULT_RETRY_AFTER_S
+
+    def lister(self) -> HeadLister:
+        return BatchHeadLister(max_parallel=self.max_parallel)
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "catalog": CatalogResource(),
+            "sources_file": SourcesFileResource(),
+            "fetchers": FetchersResource(),
+            "telemetry": TelemetryResource(),
+            "head_polling": HeadPollingResource(),
+        }
+    )

@@ -17,8 +17,8 @@ from datetime import datetime
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.jobs import index_sources_job, range_run_requests
-from skillmeat_pipeline.defs.partitions import marketplace_sources
+from skillmeat_pipeline.defs.index.jobs import index_sources_job, range_run_requests
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 
 NIGHTLY_CRON = "0 3 * * *"
 WEEKLY_FORCED_CRON = "0 4 * * 0"

@@ -17,26 +17,24 @@ import time
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.jobs import (
+from skillmeat_pipeline.defs.index.jobs import (
     batch_run_requests,
     index_source_batch_job,
     index_sources_job,
     range_run_requests,
 )
-from skillmeat_pipeline.defs.partitions import (
+from skillmeat_pipeline.defs.index.partitions import (
     marketplace_sources,
     planned_partition_changes,
     sync_catalog_sources,
 )
-from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
+from skillmeat_pipeline.defs.resources import (
+    CatalogResource,
+    HeadPollingResource,
+    SourcesFileResource,
+)
 from skillmeat_pipeline.lib.fetch.git.heads import (
-    DEFAULT_MAX_PARALLEL,
-    DEFAULT_PAGE_SIZE,
-    DEFAULT_RETRY_AFTER_S,
-    DEFAULT_TICK_BUDGET_S,
-    BatchHeadLister,
     HeadCursor,
-    HeadLister,
     HeadQuery,
     PollOutcome,
     poll_heads,
@@ -82,22 +80,6 @@ def sources_sync_sensor(
 
 
 # -- push detection by polling heads ---------------------------------------------------------------
-
-
-class HeadPollingResource(dg.ConfigurableResource):
-    """How `source_heads_sensor` polls: a page of sources a tick, within a time budget.
-
-    A tick must end within Dagster's 60 s sensor limit; the budget bounds the lookups, the rest
-    of a tick (sources file, partitions, catalog) takes well under a second at 5,000 sources.
-    """
-
-    page_size: int = DEFAULT_PAGE_SIZE
-    tick_budget_seconds: float = DEFAULT_TICK_BUDGET_S
-    max_parallel: int = DEFAULT_MAX_PARALLEL
-    retry_after_seconds: float = DEFAULT_RETRY_AFTER_S
-
-    def lister(self) -> HeadLister:
-        return BatchHeadLister(max_parallel=self.max_parallel)
 
 
 def head_queries(sources_file: SourcesFileResource) -> dict[str, HeadQuery]:

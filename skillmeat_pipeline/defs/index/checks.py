@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.partitions import marketplace_sources
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.lib.fetch.github.client import DEFAULT_CALL_BUDGET
 from skillmeat_pipeline.lib.scan.pipeline import ScanResult, count_collapsed
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.assets import (
+from skillmeat_pipeline.defs.index.assets import (
     OP_RETRY_POLICY,
     RESOLVE_OUTS,
     SOURCES_PER_RUN,
@@ -24,7 +24,7 @@ from skillmeat_pipeline.defs.assets import (
     select_strategies,
     write_index_rows,
 )
-from skillmeat_pipeline.defs.partitions import marketplace_sources
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.defs.resources import (
     CatalogResource,
     FetchersResource,

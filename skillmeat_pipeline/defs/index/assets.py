@@ -19,10 +19,15 @@ from typing import TypeVar
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.checks import INDEX_CHECK_SPECS, check_evaluations
-from skillmeat_pipeline.defs.partitions import marketplace_sources
-from skillmeat_pipeline.defs.resources import CatalogResource, FetchersResource, SourcesFileResource
-from skillmeat_pipeline.defs.telemetry import TelemetryResource, log_record, log_to_run
+from skillmeat_pipeline.defs.index.checks import INDEX_CHECK_SPECS, check_evaluations
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources
+from skillmeat_pipeline.defs.index.run_log import log_record, log_to_run
+from skillmeat_pipeline.defs.resources import (
+    CatalogResource,
+    FetchersResource,
+    SourcesFileResource,
+    TelemetryResource,
+)
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.sources import SourcesFileError
 from skillmeat_pipeline.lib.core.strategy import Strategy
