@@ -199,7 +199,7 @@ def run_api(repo: Repository, root: Path) -> Sample:
         }
         seconds, entries, stats = _detect(["--github", repo.slug], env)
         rest, raw = len(github.rest_calls()), len(github.raw_calls())
-    if (rest, raw) != (stats["rest_calls"], stats["raw_reads"]):
+    if (rest, raw) != (stats["api_calls"], stats["raw_reads"]):
         raise RuntimeError(
             f"{repo.slug}: --stats says {stats['rest_calls']} REST calls and "
             f"{stats['raw_reads']} raw reads, the emulator saw {rest} and {raw}"

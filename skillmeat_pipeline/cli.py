@@ -18,28 +18,15 @@ from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import CatalogEntry
 from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
-from skillmeat_pipeline.lib.fetch.git.clone import (
-    CloneError,
-    CloneReason,
-    FailureKind,
-    scrub_credentials,
-)
+from skillmeat_pipeline.lib.fetch.git.clone import scrub_credentials
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
     open_local_repository,
     snapshot_commit,
 )
-from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient
-from skillmeat_pipeline.lib.scan.pipeline import (
-    Fetchers,
-    ScanResult,
-    ScanSettings,
-    new_plan,
-    plan_scan,
-    resolve_source,
-    scan_by_api,
-    scan_by_clone,
-)
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
+from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
 
 REMOTE_URL = re.compile(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:")
 
@@ -104,7 +91,7 @@ def main() -> None:
 # -- detect ---------------------------------------------------------------------------------------
 
 
-def _preview_remote(source: SourceConfig, use_api: bool) -> ScanResult:
+def _preview_remote(source: SourceConfig, use_api: bool) -> SourceOutcome:
     """Index a remote source exactly as the pipeline would, without storing anything."""
     with GitHubClient.from_env() as github:
         fetchers = Fetchers(
@@ -112,26 +99,17 @@ def _preview_remote(source: SourceConfig, use_api: bool) -> ScanResult:
             token=os.environ.get("GITHUB_TOKEN") or None,
             settings=ScanSettings.from_env(),
         )
-        plan = new_plan(source, None)
-        if use_api:
-            return scan_by_api(plan, fetchers, {})
-        resolve_source(plan, fetchers)
-        if plan.clone_unusable_reason:
-            raise CloneError(
-                plan.clone_unusable_reason, FailureKind.PERMANENT, CloneReason.UNAVAILABLE
-            )
-        plan_scan(plan, fetchers)
-        return scan_by_clone(plan, fetchers, {})
+        return scan_source(source, fetchers, api_only=use_api)
 
 
-def _stats(result: ScanResult) -> dict[str, Any]:
+def _stats(result: Scanned) -> dict[str, Any]:
     return {
-        "strategy": result.strategy.value if result.strategy else None,
+        "strategy": result.strategy.value,
         "commit_sha": result.commit_sha,
         "bytes_fetched": result.cost.bytes_fetched,
         "clone_ms": result.cost.clone_ms,
         "extract_ms": result.cost.extract_ms,
-        "rest_calls": result.cost.api_calls,
+        "api_calls": result.cost.api_calls,
         "raw_reads": result.cost.raw_reads,
     }
 
@@ -168,7 +146,7 @@ def detect(
     """
     if bool(repo) == bool(github_repo):
         fail("give either REPO or --github OWNER/REPO")
-    result: ScanResult | None = None
+    result: Scanned | None = None
     started = time.monotonic()
     try:
         if github_repo or REMOTE_URL.match(repo or ""):
@@ -177,8 +155,11 @@ def detect(
                 {"key": github_repo or preview_source_key(repo or ""), **location}
                 | {"ref": ref, "root_hint": root_hint, "exclude": list(exclude)}
             )
-            result = _preview_remote(source, use_api=bool(github_repo))
-            entries = result.entries
+            outcome = _preview_remote(source, use_api=bool(github_repo))
+            if isinstance(outcome, Failed):
+                fail(outcome.reason.splitlines()[0])
+            assert isinstance(outcome, Scanned), "a preview has nothing indexed to be current with"
+            result, entries = outcome, list(outcome.entries)
         else:
             key = preview_source_key(repo or "")
             with open_local_repository(repo or "") as repository:
@@ -196,8 +177,6 @@ def detect(
         # pydantic's text quotes the input verbatim, which may hold credentials
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         fail(scrub_credentials(f"{github_repo or repo}: {problems}"))
-    except (CloneError, ApiError) as exc:
-        fail(str(exc).splitlines()[0])
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     else:
@@ -212,7 +191,7 @@ def detect(
                 "bytes_fetched": 0,
                 "clone_ms": 0,
                 "extract_ms": extract_ms,
-                "rest_calls": 0,
+                "api_calls": 0,
                 "raw_reads": 0,
             }
         )

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
@@ -105,10 +107,7 @@ def scan(
     return catalog.write_scan(
         source,
         entries,
-        commit_sha=commit,
-        tree_sha=target.tree_sha or "",
         clone_target=target,
-        strategy=target.strategy,
         api_calls=api_calls,
         marketplace=marketplace,
         indexed_at=at,
@@ -249,6 +248,32 @@ def test_migrate_is_idempotent(backend: str, empty_database: Callable) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrading_a_0002_catalog_keeps_its_rows_in_the_new_vocabulary(
+    backend: str, empty_database: Callable
+) -> None:
+    with empty_database(backend) as url:
+        catalog = Catalog.from_url(url)
+        with catalog.engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", SCRIPT_LOCATION)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0002")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sources (key, url, exclude, deep_indexing, last_status, "
+                    "api_calls_last_run) VALUES (:key, 'https://h/x.git', '[]', false, 'ok', 3)"
+                ),
+                {"key": SOURCE},
+            )
+        catalog.migrate()
+        assert schema_revision(catalog) == HEAD
+        record = catalog.get_source(SOURCE)
+        assert record is not None
+        assert (record.last_status, record.api_calls) == (SourceStatus.SCANNED, 3)
+        catalog.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_processes_migrating_at_once_all_succeed(backend: str, empty_database: Callable) -> None:
     with empty_database(backend) as url:
         # Six first connections also race to switch the new SQLite file to WAL.
@@ -291,8 +316,8 @@ def test_first_scan_stores_every_entry_as_new(catalog: Catalog) -> None:
     ).model_dump(exclude={"status", "first_seen_commit", "indexed_commit"}) | {"indexed_at": T0}
     record = catalog.get_source(SOURCE)
     assert record is not None
-    assert (record.last_status, record.last_indexed_commit_sha, record.api_calls_last_run) == (
-        SourceStatus.OK,
+    assert (record.last_status, record.last_indexed_commit_sha, record.api_calls) == (
+        SourceStatus.SCANNED,
         "c1",
         3,
     )
@@ -338,8 +363,10 @@ def test_write_scan_rejects_inconsistent_input(catalog: Catalog) -> None:
         scan(catalog, [entry("skills/a", source=OTHER)], "c1")
     with pytest.raises(ValueError, match="twice: skills/a"):
         scan(catalog, [entry("skills/a"), entry("skills/a")], "c1")
-    with pytest.raises(ValueError, match="commit_sha c1 differs"):
-        scan(catalog, [entry("skills/a")], "c1", target=clone_target([entry("skills/a")], "c0"))
+    # the clone target is the one record of the commit and tree a scan read
+    without_commit = clone_target([entry("skills/a")], "c1").model_copy(update={"commit_sha": None})
+    with pytest.raises(ValueError, match="names no commit"):
+        scan(catalog, [entry("skills/a")], "c1", target=without_commit)
     assert stored(catalog) == {}
 
 
@@ -424,7 +451,7 @@ def test_record_failure_keeps_the_entries_of_the_last_good_scan(catalog: Catalog
 
     record = catalog.get_source(SOURCE)
     assert record is not None
-    assert (record.last_status, record.last_error, record.api_calls_last_run) == (
+    assert (record.last_status, record.last_error, record.api_calls) == (
         SourceStatus.FAILED,
         "clone timed out after 300 s; falling back",
         4,
@@ -441,7 +468,7 @@ def test_record_failure_keeps_the_entries_of_the_last_good_scan(catalog: Catalog
     scan(catalog, [entry("skills/a", description="gondola")], "c2")
     record = catalog.get_source(SOURCE)
     assert record is not None
-    assert (record.last_status, record.last_error) == (SourceStatus.OK, None)
+    assert (record.last_status, record.last_error) == (SourceStatus.SCANNED, None)
 
 
 def test_record_current_touches_only_the_source_row(catalog: Catalog) -> None:
@@ -455,7 +482,7 @@ def test_record_current_touches_only_the_source_row(catalog: Catalog) -> None:
 
     record = catalog.get_source(SOURCE)
     assert record is not None
-    assert (record.last_status, record.last_indexed_at, record.api_calls_last_run) == (
+    assert (record.last_status, record.last_indexed_at, record.api_calls) == (
         SourceStatus.CURRENT,
         later,
         0,
@@ -513,7 +540,7 @@ def test_upsert_sources_updates_config_and_a_change_forces_a_reindex(catalog: Ca
     record = catalog.get_source(SOURCE)
     assert record is not None
     assert (record.github, record.root_hint, record.exclude) == (None, "skills", ["**/drafts/**"])
-    assert (record.last_indexed_commit_sha, record.last_status) == (None, SourceStatus.OK)
+    assert (record.last_indexed_commit_sha, record.last_status) == (None, SourceStatus.SCANNED)
     assert [e.path for e in catalog.entries(SOURCE)] == ["skills/a"]
     with pytest.raises(StaleHeadError):
         catalog.record_current(SOURCE, "c1", api_calls=0)
@@ -554,7 +581,7 @@ def test_source_response_is_null_until_indexed_then_follows_the_clone_target(
         "last_indexed_at": None,
         "last_status": None,
         "last_error": None,
-        "api_calls_last_run": None,
+        "api_calls": None,
     }
 
     scan(catalog, [entry("skills/a"), entry("skills/b")], "c1", api_calls=3)
@@ -566,8 +593,8 @@ def test_source_response_is_null_until_indexed_then_follows_the_clone_target(
         "indexing_strategy": Strategy.SPARSE_MANIFEST,
         "last_indexed_tree_sha": "tree-c1",
         "last_indexed_at": T0,
-        "last_status": SourceStatus.OK,
-        "api_calls_last_run": 3,
+        "last_status": SourceStatus.SCANNED,
+        "api_calls": 3,
     }
 
 

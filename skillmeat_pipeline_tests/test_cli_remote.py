@@ -45,7 +45,7 @@ STATS_KEYS = {
     "bytes_fetched",
     "clone_ms",
     "extract_ms",
-    "rest_calls",
+    "api_calls",
     "raw_reads",
 }
 MAX_REST_CALLS = 10
@@ -153,7 +153,7 @@ def test_github_api_path_equals_the_clone_path_within_ten_rest_calls(servers: Se
     rest, raw = servers.github.rest_calls(), servers.github.raw_calls()
     assert len(rest) <= MAX_REST_CALLS
     # what --stats reports is what the server saw
-    assert stats["rest_calls"] == len(rest)
+    assert stats["api_calls"] == len(rest)
     assert stats["raw_reads"] == len(raw) > 0
 
 
@@ -171,7 +171,7 @@ def test_stats_of_a_clone(servers: Servers):
     assert 0.5 * bundle_size < stats["bytes_fetched"] < 1.5 * bundle_size
     assert stats["clone_ms"] > 0
     assert stats["extract_ms"] >= 0
-    assert stats["rest_calls"] == stats["raw_reads"] == 0
+    assert stats["api_calls"] == stats["raw_reads"] == 0
 
 
 def test_stats_of_the_api_path(servers: Servers):
@@ -180,7 +180,7 @@ def test_stats_of_the_api_path(servers: Servers):
     assert stats.keys() >= STATS_KEYS
     assert stats["strategy"] == "api"
     assert stats["commit_sha"] == servers.head_of(SMALL)
-    assert 0 < stats["rest_calls"] <= MAX_REST_CALLS
+    assert 0 < stats["api_calls"] <= MAX_REST_CALLS
     assert stats["raw_reads"] > 0
     assert stats["bytes_fetched"] > 0
     assert stats["clone_ms"] == 0

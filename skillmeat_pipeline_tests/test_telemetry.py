@@ -47,7 +47,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.index.assets import marketplace_index
 from skillmeat_pipeline.defs.resources import TelemetryResource
-from skillmeat_pipeline.lib.core.strategy import Strategy
+from skillmeat_pipeline.lib.core.strategy import Strategy, build_clone_target
 from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient, status_class
 from skillmeat_pipeline.lib.observability.telemetry import (
     API_CALLS,
@@ -61,7 +61,8 @@ from skillmeat_pipeline.lib.observability.telemetry import (
     artifact_count_bucket,
     configure_logging,
 )
-from skillmeat_pipeline.lib.scan.pipeline import ScanCost, ScanResult, ScanStatus
+from skillmeat_pipeline.lib.scan.cost import ScanCost, Timeline
+from skillmeat_pipeline.lib.scan.outcomes import Current, Failed
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, closed_port
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import TOKEN, make_repo
@@ -74,6 +75,18 @@ STRATEGIES = {
     "tele/large": "sparse_directory",
 }
 HISTOGRAMS = (CLONE_DURATION, EXTRACTION_DURATION, SCAN_DURATION)
+
+
+def current_outcome() -> Current:
+    """A source whose head is the indexed commit (nothing fetched)."""
+    target = build_clone_target(
+        Strategy.SPARSE_MANIFEST,
+        ["skills/a"],
+        ["skills/a/SKILL.md"],
+        commit_sha="c1",
+        tree_sha="t1",
+    )
+    return Current(source_key="a/b", commit_sha="c1", target=target)
 
 
 def build_served_root(root: Path) -> Path:
@@ -332,9 +345,7 @@ def test_batch_is_held_until_flushed():
     """What makes the run test above prove the teardown flush: nothing leaves unflushed."""
     captured = Capture()
     try:
-        captured.telemetry.record_scan(
-            ScanResult(source_key="a/b", status=ScanStatus.CURRENT), run_id="r"
-        )
+        captured.telemetry.record_scan(current_outcome(), run_id="r")
         assert captured.spans() == []
         assert captured.telemetry.flush()
         assert [s.name for s in captured.spans()] == ["skillmeat.scan"]
@@ -502,9 +513,7 @@ def test_github_client_counts_requests_by_endpoint_and_status_class(served_root:
             client.repository("tele/tiny", scan=stats)
         client.close()
     assert stats.responses == {("rest", "error"): 1}
-    cost = ScanCost()
-    cost.add_api(stats)
-    cost.add_api(stats)
+    cost = ScanCost().plus(responses=stats.responses).plus(responses=stats.responses)
     assert cost.responses == {("rest", "error"): 2}
 
 
@@ -697,9 +706,7 @@ def test_exporters_follow_the_otel_variables(
     telemetry = Telemetry.from_env()
     try:
         assert (telemetry.tracing, telemetry.metering) == (tracing, metering)
-        trace_id = telemetry.record_scan(
-            ScanResult(source_key="a/b", status=ScanStatus.CURRENT), run_id="r"
-        )
+        trace_id = telemetry.record_scan(current_outcome(), run_id="r")
         assert (trace_id is not None) == tracing
     finally:
         telemetry.close(timeout_s=0.1)
@@ -712,7 +719,7 @@ def test_unsampled_traces_leave_no_trace_id(monkeypatch: pytest.MonkeyPatch):
     telemetry = Telemetry.from_env()
     try:
         assert telemetry.tracing
-        result = ScanResult(source_key="a/b", status=ScanStatus.CURRENT)
+        result = current_outcome()
         assert telemetry.record_scan(result, run_id="r") is None
     finally:
         telemetry.close(timeout_s=0.1)
@@ -792,15 +799,14 @@ def test_the_token_is_in_no_span_label_log_record_or_metadata(
 def test_scrubbing_covers_what_the_fetchers_might_leak():
     captured = Capture()
     try:
-        cost = ScanCost()
-        phase = cost.begin("clone")
-        phase.finish(error=f"cloning https://x-access-token:{TOKEN}@example.com failed")
-        result = ScanResult(
+        timeline = Timeline(ScanCost())
+        with pytest.raises(RuntimeError), timeline.phase("clone"):
+            raise RuntimeError(f"cloning https://x-access-token:{TOKEN}@example.com failed")
+        result = Failed(
             source_key="a/b",
-            status=ScanStatus.FAILED,
-            error=f"bad {TOKEN}",
+            reason=f"bad {TOKEN}",
             fallback_reason=f"because {TOKEN}",
-            cost=cost,
+            cost=timeline.cost(),
             strategy=Strategy.API,
         )
         telemetry = Telemetry.for_test(span_processors=[captured.processor], secrets=[TOKEN])

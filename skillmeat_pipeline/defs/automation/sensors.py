@@ -44,11 +44,6 @@ from skillmeat_pipeline.lib.fetch.git.heads import (
 PUSH_EVENTS_PER_TICK = 1000
 
 
-def batched_run_requests(keys: list[str], run_key_prefix: str) -> list[dg.RunRequest]:
-    """One `index_sources` run per `SOURCES_PER_RUN` consecutive partitions, as a range."""
-    return range_run_requests(keys, run_key_prefix)
-
-
 @dg.sensor(
     job=index_sources_job,
     minimum_interval_seconds=60,
@@ -74,7 +69,7 @@ def sources_sync_sensor(
         requests.append(marketplace_sources.build_delete_request(removed))
     return dg.SensorResult(
         dynamic_partitions_requests=requests,
-        run_requests=batched_run_requests(added, f"new-sources:{context.cursor or 0}"),
+        run_requests=range_run_requests(added, f"new-sources:{context.cursor or 0}"),
         cursor=str(int(context.cursor or 0) + 1),
     )
 

@@ -4,58 +4,60 @@ resolve_heads -> select_strategies -> clone_and_extract (pool git_clone)
                                    -> fetch_from_api (pool github_api, also the clone fallback)
 -> write_index_rows (fan-in of every branch).
 
-A run covers a batch of partitions (BackfillPolicy.multi_run): every op works on its batch with
-sources in parallel up to a bound, one bad source never fails the others, and the last op logs one
-materialization (with its own metadata) per source that succeeded, then fails the run naming the
-sources that did not, so exactly those partitions show as failed.
+Each op runs one step of `lib/scan/pipeline.py` over its batch (sources in parallel up to a bound)
+and only splits the outcomes into its outputs. One bad source never fails the others: the last op
+yields one materialization (with its own metadata) per source that succeeded, then fails the run
+naming the sources that did not, so exactly those partitions show as failed.
 """
 
 import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.index.checks import INDEX_CHECK_SPECS, check_evaluations
+from skillmeat_pipeline.defs.index.checks import (
+    INDEX_ASSET_KEY,
+    INDEX_CHECK_SPECS,
+    check_evaluations,
+)
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
-from skillmeat_pipeline.defs.index.run_log import log_record, log_to_run
+from skillmeat_pipeline.defs.index.run_log import tree_in_run_log
 from skillmeat_pipeline.defs.resources import (
     CatalogResource,
     FetchersResource,
     SourcesFileResource,
     TelemetryResource,
 )
-from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.sources import SourcesFileError
-from skillmeat_pipeline.lib.core.strategy import Strategy
-from skillmeat_pipeline.lib.fetch.git.clone import CloneError
-from skillmeat_pipeline.lib.fetch.github.client import ApiError
-from skillmeat_pipeline.lib.scan.pipeline import (
-    ScanResult,
-    ScanStatus,
+from skillmeat_pipeline.lib.scan.outcomes import (
+    Current,
+    Failed,
+    FellBack,
+    SourceOutcome,
     SourcePlan,
-    clone_fallback_reason,
-    current_result,
-    failed_result,
-    new_plan,
-    plan_scan,
-    resolve_source,
-    scan_by_api,
-    scan_by_clone,
-    write_result,
+)
+from skillmeat_pipeline.lib.scan.pipeline import (
+    Written,
+    clone,
+    read_over_api,
+    resolve,
+    route,
+    start_plan,
+    write,
 )
 
-INDEX_ASSET_KEY = dg.AssetKey("marketplace_index")
+logger = logging.getLogger(__name__)
+
 # A backfill of thousands of sources becomes runs of this many: each run pays a process start,
 # a code-location load and its run events (about 3 s of CPU here), so fewer, larger runs index
 # faster (a 500-source backfill on 2 cores: 235 sources/min at 25 a run, 284 at 50).
 SOURCES_PER_RUN = 50
 
 # Transient trouble outside one source (a database restart, an exhausted pool) retries the op;
-# per-source failures are handled inside each op and never raise.
+# per-source failures are outcomes inside each op and never raise.
 OP_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -105,7 +107,7 @@ def resolve_source_heads(
     sources_file: SourcesFileResource,
     catalog: CatalogResource,
     fetchers: FetchersResource,
-) -> Iterator[dg.Output]:
+) -> Iterator[dg.Output[list[Any]]]:
     """The body of `resolve_heads` for any list of sources (the batch job names its own)."""
     try:
         configured = {source.key: source for source in sources_file.load()}
@@ -116,63 +118,33 @@ def resolve_source_heads(
         ) from None
     store = catalog.catalog
     store.upsert_sources([configured[k] for k in keys if k in configured])
-    settled: list[ScanResult] = [
-        ScanResult(
-            source_key=key,
-            status=ScanStatus.FAILED,
-            error=f"source {key} is not in the sources file any more; its rows stay as they are "
-            "(run `skillmeat-pipeline sources sync` to mark them removed)",
-        )
-        for key in keys
-        if key not in configured
-    ]
-    for missing in settled:
-        log_record(
-            context,
-            logging.ERROR,
-            f"{missing.error}; the partition fails",
-            source=missing.source_key,
-            event="source_not_configured",
-        )
-    plans = [new_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
     run_fetchers = fetchers.fetchers
     if force:
         run_fetchers = replace(run_fetchers, settings=replace(run_fetchers.settings, force=True))
-
-    def resolve(plan: SourcePlan) -> ScanResult | SourcePlan:
-        try:
-            if resolve_source(plan, run_fetchers):
-                return current_result(plan)
-        except CloneError as exc:
-            log_record(
-                context,
-                logging.ERROR,
-                f"source {plan.key}: head lookup failed and it has no API fallback: {exc}; "
-                "the partition fails and its last good rows stay",
-                source=plan.key,
-                event="head_lookup_failed",
-                reason=exc.reason.value,
-            )
-            return failed_result(plan, str(exc))
-        if plan.clone_unusable_reason:
-            log_to_run(
-                context,
-                logging.WARNING,
-                f"source {plan.key}: {plan.clone_unusable_reason}; the GitHub API path takes over",
-            )
-        return plan
-
-    to_scan: list[SourcePlan] = []
-    for outcome in _map_bounded(resolve, plans, fetchers.max_parallel_sources):
-        if isinstance(outcome, ScanResult):
-            settled.append(outcome)
-        else:
-            to_scan.append(outcome)
-    current = sum(1 for r in settled if r.status is ScanStatus.CURRENT)
-    context.log.info(
-        f"{len(keys)} sources: {current} current, {len(to_scan)} to index, "
-        f"{len(settled) - current} failed before fetching"
-    )
+    with tree_in_run_log(context):
+        settled: list[SourceOutcome] = []
+        for key in keys:
+            if key not in configured:
+                reason = (
+                    f"source {key} is not in the sources file any more; its rows stay as they "
+                    "are (run `skillmeat-pipeline sources sync` to mark them removed)"
+                )
+                logger.error(
+                    f"{reason}; the partition fails",
+                    extra={"record": {"source": key, "event": "source_not_configured"}},
+                )
+                settled.append(Failed(source_key=key, reason=reason))
+        plans = [start_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
+        outcomes = _map_bounded(
+            lambda plan: resolve(plan, run_fetchers), plans, fetchers.max_parallel_sources
+        )
+        to_scan = [o for o in outcomes if isinstance(o, SourcePlan)]
+        settled += [o for o in outcomes if not isinstance(o, SourcePlan)]
+        current = sum(1 for o in settled if isinstance(o, Current))
+        logger.info(
+            f"{len(keys)} sources: {current} current, {len(to_scan)} to index, "
+            f"{len(settled) - current} failed before fetching"
+        )
     yield dg.Output(settled, "settled")
     if to_scan:
         yield dg.Output(to_scan, "to_scan")
@@ -187,18 +159,12 @@ def resolve_source_heads(
 )
 def select_strategies(context: dg.OpExecutionContext, fetchers: FetchersResource, plans: list):
     """Pick api, sparse_manifest or sparse_directory per source and log why (SPEC §4)."""
-
-    def select(plan: SourcePlan) -> SourcePlan:
-        selection = plan_scan(plan, fetchers.fetchers)
-        message = f"strategy for {plan.key}: {selection.log_record()}"
-        if selection.fallback:
-            plan.fallback_reason = selection.reason
-        log_to_run(context, logging.WARNING if selection.fallback else logging.INFO, message)
-        return plan
-
-    selected = _map_bounded(select, plans, fetchers.max_parallel_sources)
-    git = [p for p in selected if p.selection.selected_strategy is not Strategy.API]
-    api = [p for p in selected if p.selection.selected_strategy is Strategy.API]
+    with tree_in_run_log(context):
+        routed = _map_bounded(
+            lambda plan: route(plan, fetchers.fetchers), plans, fetchers.max_parallel_sources
+        )
+    git = [p for p in routed if not p.via_api]
+    api = [p for p in routed if p.via_api]
     if git:
         yield dg.Output(git, "git")
     if api:
@@ -207,7 +173,7 @@ def select_strategies(context: dg.OpExecutionContext, fetchers: FetchersResource
 
 @dg.op(
     out={
-        "cloned": dg.Out(list, is_required=False, description="scan results of cloned sources"),
+        "cloned": dg.Out(list, is_required=False, description="outcomes of cloned sources"),
         "fallback": dg.Out(list, is_required=False, description="GitHub sources the clone failed"),
     },
     pool="git_clone",
@@ -220,49 +186,17 @@ def clone_and_extract(
     plans: list,
 ):
     """Bare depth-1 clone under a hard timeout, detection and extraction; retries then fallback."""
-    store, run_fetchers = catalog.catalog, fetchers.fetchers
-
-    def clone(plan: SourcePlan) -> ScanResult | SourcePlan:
-        def on_retry(number: int, exc: BaseException, wait: float) -> None:
-            log_record(
-                context,
-                logging.WARNING,
-                f"source {plan.key}: clone failed ({exc}); retry {number} in {wait:.1f} s",
-                source=plan.key,
-                event="clone_retry",
-                retry=number,
-                wait_s=round(wait, 1),
-            )
-
-        try:
-            return scan_by_clone(
-                plan, run_fetchers, store.previous_entries(plan.key), on_retry=on_retry
-            )
-        except CloneError as exc:
-            if plan.source.github:
-                plan.fallback_reason = clone_fallback_reason(plan, exc)
-                log_to_run(
-                    context,
-                    logging.WARNING,
-                    f"source {plan.key}: {plan.fallback_reason}; the GitHub API path takes over",
-                )
-                return plan
-            log_record(
-                context,
-                logging.ERROR,
-                f"source {plan.key}: clone failed and it has no API fallback: {exc}; "
-                "the partition fails and its last good rows stay",
-                source=plan.key,
-                event="clone_failed",
-                reason=exc.reason.value,
-            )
-            return failed_result(plan, str(exc))
-
-    outcomes = _map_bounded(clone, plans, fetchers.max_parallel_sources)
-    results = [o for o in outcomes if isinstance(o, ScanResult)]
-    fallback = [o for o in outcomes if isinstance(o, SourcePlan)]
-    if results:
-        yield dg.Output(results, "cloned")
+    store = catalog.catalog
+    with tree_in_run_log(context):
+        outcomes = _map_bounded(
+            lambda plan: clone(plan, fetchers.fetchers, store.previous_entries(plan.key)),
+            plans,
+            fetchers.max_parallel_sources,
+        )
+    ended = [o for o in outcomes if not isinstance(o, FellBack)]
+    fallback = [o for o in outcomes if isinstance(o, FellBack)]
+    if ended:
+        yield dg.Output(ended, "cloned")
     if fallback:
         yield dg.Output(fallback, "fallback")
 
@@ -275,72 +209,36 @@ def fetch_from_api(
     batches: list,
 ) -> list:
     """Tree and manifests over the GitHub REST API and raw reads, at most 10 REST calls each."""
-    store, run_fetchers = catalog.catalog, fetchers.fetchers
-    plans: list[SourcePlan] = [plan for batch in batches for plan in batch]
-
-    def read(plan: SourcePlan) -> ScanResult:
-        try:
-            return scan_by_api(plan, run_fetchers, store.previous_entries(plan.key))
-        except ApiError as exc:
-            log_record(
-                context,
-                logging.ERROR,
-                f"source {plan.key}: the GitHub API path failed: {exc}; "
-                "the partition fails and its last good rows stay",
-                source=plan.key,
-                event="api_failed",
-            )
-            return failed_result(plan, str(exc))
-
-    return _map_bounded(read, plans, fetchers.max_parallel_sources)
+    store = catalog.catalog
+    routed = [item for batch in batches for item in batch]
+    with tree_in_run_log(context):
+        return _map_bounded(
+            lambda item: read_over_api(item, fetchers.fetchers, store.previous_entries(item.key)),
+            routed,
+            fetchers.max_parallel_sources,
+        )
 
 
-def partition_metadata(result: ScanResult, write_ms: int, rows_affected: int) -> dict:
+def partition_metadata(written: Written) -> dict[str, Any]:
     """The per-partition metadata of SPEC §7; numbers stay numbers so the UI plots them."""
-    cost = result.cost
-    total_ms = round(result.cost.busy_ns() / 1e6)
+    outcome = written.outcome
+    cost = outcome.cost
     return {
-        "artifact_count": result.artifact_count,
-        "dagster/row_count": result.artifact_count,
-        "rows_affected": rows_affected,
+        "artifact_count": outcome.artifact_count,
+        "dagster/row_count": outcome.artifact_count,
+        "rows_affected": written.rows_affected,
         "clone_ms": cost.clone_ms,
         "extract_ms": cost.extract_ms,
-        "write_ms": write_ms,
-        "total_ms": total_ms,
+        "write_ms": written.write_ms,
+        "total_ms": round(cost.busy_ns() / 1e6),
         "api_calls": cost.api_calls,
         "raw_reads": cost.raw_reads,
         "bytes_fetched": cost.bytes_fetched,
-        "strategy": dg.MetadataValue.text(result.strategy.value if result.strategy else "none"),
-        "fallback_reason": dg.MetadataValue.text(result.fallback_reason or "none"),
-        "commit_sha": dg.MetadataValue.text(result.commit_sha or ""),
-        "scan_status": dg.MetadataValue.text(result.status.value),
+        "strategy": dg.MetadataValue.text(outcome.strategy.value if outcome.strategy else "none"),
+        "fallback_reason": dg.MetadataValue.text(outcome.fallback_reason or "none"),
+        "commit_sha": dg.MetadataValue.text(outcome.commit_sha or ""),
+        "scan_status": dg.MetadataValue.text(outcome.status.value),
     }
-
-
-@dataclass(frozen=True, slots=True)
-class RowsWritten:
-    """What one source's catalog transaction did (`error`: it failed and was rolled back)."""
-
-    rows_affected: int
-    write_ms: int
-    error: Exception | None = None
-
-
-def write_source_rows(store: Catalog, result: ScanResult) -> RowsWritten:
-    """Write one source's rows; a failed transaction is rolled back and recorded as a failure."""
-    started = time.monotonic()
-    write_phase = result.cost.begin("write")
-    error: Exception | None = None
-    try:
-        written = write_result(store, result)
-    except Exception as exc:  # one source's bad rows must not lose the others' work
-        write_phase.finish(error=exc)
-        error = exc
-        result.status, result.error = ScanStatus.FAILED, f"writing rows failed: {exc}"
-        written = write_result(store, result)
-    rows = written.rows_affected if written else 0
-    write_phase.finish(rows_affected=rows, artifact_count=result.artifact_count)
-    return RowsWritten(rows, round((time.monotonic() - started) * 1000), error)
 
 
 @dg.op(
@@ -363,62 +261,65 @@ def write_index_rows(
     the next source's rows are being written rather than after.
     """
     store, run_telemetry = catalog.catalog, telemetry.telemetry
-    batch: list[ScanResult] = [r for b in results for r in b]
-    failed: list[ScanResult] = []
+    batch = [outcome for outcomes in results for outcome in outcomes]
+    failed: list[Failed] = []
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-write")
     try:
-        writes = [writer.submit(write_source_rows, store, result) for result in batch]
-        for result, write in zip(batch, writes, strict=True):
-            written = write.result()
-            if written.error is not None:
-                log_record(
-                    context,
-                    logging.ERROR,
-                    f"source {result.source_key}: writing its rows failed: {written.error}; "
-                    "the transaction was rolled back and its last good rows stay",
-                    source=result.source_key,
-                    event="write_failed",
+        with tree_in_run_log(context):
+            writes = [writer.submit(write, store, outcome) for outcome in batch]
+            for pending in writes:
+                written = pending.result()
+                outcome = written.outcome
+                # the source's whole span tree, now that its last step is done
+                trace_id = run_telemetry.record_scan(outcome, run_id=context.run_id)
+                if isinstance(outcome, Failed):
+                    failed.append(outcome)
+                    continue
+                logger.info(
+                    f"Scan complete: {outcome.cost.api_calls} API calls for "
+                    f"{outcome.artifact_count} artifacts ({outcome.source_key}, "
+                    f"{outcome.status.value}, strategy {outcome.strategy})",
+                    extra={
+                        "record": {
+                            "source": outcome.source_key,
+                            "event": "scan_complete",
+                            "api_calls": outcome.cost.api_calls,
+                            "artifact_count": outcome.artifact_count,
+                            "strategy": outcome.strategy.value,
+                            "scan_status": outcome.status.value,
+                            "otel_trace_id": trace_id,
+                        }
+                    },
                 )
-            # the source's whole span tree, now that its last step is done
-            trace_id = run_telemetry.record_scan(result, run_id=context.run_id)
-            if result.status is ScanStatus.FAILED:
-                failed.append(result)
-                continue
-            log_record(
-                context,
-                logging.INFO,
-                f"Scan complete: {result.cost.api_calls} API calls for "
-                f"{result.artifact_count} artifacts ({result.source_key}, "
-                f"{result.status.value}, strategy {result.strategy})",
-                source=result.source_key,
-                event="scan_complete",
-                api_calls=result.cost.api_calls,
-                artifact_count=result.artifact_count,
-                strategy=result.strategy.value if result.strategy else None,
-                scan_status=result.status.value,
-                otel_trace_id=trace_id,
-            )
-            metadata = partition_metadata(result, written.write_ms, written.rows_affected)
-            if trace_id:
-                metadata["otel_trace_id"] = dg.MetadataValue.text(trace_id)
-                if trace_url := run_telemetry.trace_url(trace_id):
-                    metadata["otel_trace_url"] = dg.MetadataValue.url(trace_url)
-            # yielded, not logged: Dagster stores each event now, not when the op ends
-            yield dg.AssetMaterialization(
-                asset_key=INDEX_ASSET_KEY, partition=result.source_key, metadata=metadata
-            )
-            yield from check_evaluations(result)
+                metadata = partition_metadata(written)
+                if trace_id:
+                    metadata["otel_trace_id"] = dg.MetadataValue.text(trace_id)
+                    if trace_url := run_telemetry.trace_url(trace_id):
+                        metadata["otel_trace_url"] = dg.MetadataValue.url(trace_url)
+                # yielded, not logged: Dagster stores each event now, not when the op ends
+                yield dg.AssetMaterialization(
+                    asset_key=INDEX_ASSET_KEY, partition=outcome.source_key, metadata=metadata
+                )
+                yield from check_evaluations(outcome)
     finally:
         # a run stopped half-way writes no more rows than it reported
         writer.shutdown(wait=True, cancel_futures=True)
     if failed:
-        names = "; ".join(f"{r.source_key}: {r.error}" for r in failed)
+        names = "; ".join(f"{f.source_key}: {f.reason}" for f in failed)
         raise dg.Failure(
             description=f"{len(failed)} source(s) failed, their last good rows stay: {names}",
-            metadata={"failed_sources": [r.source_key for r in failed]},
+            metadata={"failed_sources": [f.source_key for f in failed]},
             allow_retries=False,
         )
     # The outputs are never yielded: every partition got its own events above.
+
+
+def index_steps(settled: Any, to_scan: Any) -> Any:
+    """The ops after the head lookup, wired once for the asset and for the batch job."""
+    git, api = select_strategies(to_scan)
+    cloned, fallback = clone_and_extract(git)
+    api_results = fetch_from_api([api, fallback])
+    return write_index_rows([settled, cloned, api_results])
 
 
 @dg.graph_asset(
@@ -429,12 +330,8 @@ def write_index_rows(
     kinds={"python", "sqlite"},
     description="Catalog rows of every artifact in a marketplace source (one partition a source).",
 )
-def marketplace_index():
-    settled, to_scan = resolve_heads()
-    git, api = select_strategies(to_scan)
-    cloned, fallback = clone_and_extract(git)
-    api_results = fetch_from_api([api, fallback])
-    outputs = write_index_rows([settled, cloned, api_results])
+def marketplace_index() -> dict[str, Any]:
+    outputs = index_steps(*resolve_heads())
     return {
         "result": outputs.result,
         **{

@@ -4,37 +4,37 @@ import dagster as dg
 
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.lib.fetch.github.client import DEFAULT_CALL_BUDGET
-from skillmeat_pipeline.lib.scan.pipeline import ScanResult, count_collapsed
+from skillmeat_pipeline.lib.scan.outcomes import Current, Scanned, count_collapsed
 
-ASSET = dg.AssetKey("marketplace_index")
+INDEX_ASSET_KEY = dg.AssetKey("marketplace_index")
 
 # Partitioned check specs are a preview in Dagster 1.13 (pinned below 1.14); they give every
 # source its own check history, which is what a user looks at after a backfill.
 
 API_CALLS_WITHIN_BUDGET = dg.AssetCheckSpec(
     "api_calls_within_budget",
-    asset=ASSET,
+    asset=INDEX_ASSET_KEY,
     partitions_def=marketplace_sources,
     description=f"A scan spent at most {DEFAULT_CALL_BUDGET} GitHub REST calls (SPEC §6.2).",
 )
 ARTIFACT_COUNT_STABLE = dg.AssetCheckSpec(
     "artifact_count_stable",
-    asset=ASSET,
+    asset=INDEX_ASSET_KEY,
     partitions_def=marketplace_sources,
     description="The artifact count did not drop by more than half while the tree did not shrink.",
 )
 INDEX_CHECK_SPECS = [API_CALLS_WITHIN_BUDGET, ARTIFACT_COUNT_STABLE]
 
 
-def check_evaluations(result: ScanResult) -> list[dg.AssetCheckEvaluation]:
+def check_evaluations(result: Current | Scanned) -> list[dg.AssetCheckEvaluation]:
     """Both checks for one source's scan, as events of its partition."""
     api_calls = result.cost.api_calls
     previous = result.previous_target
-    current = result.clone_target
+    current = result.target
     collapsed = count_collapsed(previous, current)
     return [
         dg.AssetCheckEvaluation(
-            asset_key=ASSET,
+            asset_key=INDEX_ASSET_KEY,
             check_name=API_CALLS_WITHIN_BUDGET.name,
             partition=result.source_key,
             passed=api_calls <= DEFAULT_CALL_BUDGET,
@@ -42,7 +42,7 @@ def check_evaluations(result: ScanResult) -> list[dg.AssetCheckEvaluation]:
             metadata={"api_calls": api_calls, "budget": DEFAULT_CALL_BUDGET},
         ),
         dg.AssetCheckEvaluation(
-            asset_key=ASSET,
+            asset_key=INDEX_ASSET_KEY,
             check_name=ARTIFACT_COUNT_STABLE.name,
             partition=result.source_key,
             passed=not collapsed,

@@ -17,12 +17,9 @@ from skillmeat_pipeline.defs.index.assets import (
     OP_RETRY_POLICY,
     RESOLVE_OUTS,
     SOURCES_PER_RUN,
-    clone_and_extract,
-    fetch_from_api,
+    index_steps,
     marketplace_index,
     resolve_source_heads,
-    select_strategies,
-    write_index_rows,
 )
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.defs.resources import (
@@ -83,11 +80,7 @@ def resolve_batch_heads(
     tags={"skillmeat/job": "batch"},
 )
 def index_source_batch_job():
-    settled, to_scan = resolve_batch_heads()
-    git, api = select_strategies(to_scan)
-    cloned, fallback = clone_and_extract(git)
-    api_results = fetch_from_api([api, fallback])
-    write_index_rows([settled, cloned, api_results])
+    index_steps(*resolve_batch_heads())
 
 
 # -- run requests ----------------------------------------------------------------------------------

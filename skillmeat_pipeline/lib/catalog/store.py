@@ -23,7 +23,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
 
 from skillmeat_pipeline.lib.catalog.migrations import upgrade_to_head
-from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, CatalogEntry
+from skillmeat_pipeline.lib.core.models import (
+    ArtifactStatus,
+    ArtifactType,
+    CatalogEntry,
+    SourceStatus,
+)
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy
 
@@ -50,13 +54,6 @@ BM25_WEIGHTS = (10.0, 10.0, 4.0, 4.0, 2.0, 1.0)
 _MIGRATION_LOCK_ID = 0x534B4D01
 _SOURCES_SYNC_LOCK_ID = 0x534B4D02
 _WRITE_OPTION = "skillmeat_write"
-
-
-class SourceStatus(StrEnum):
-    OK = "ok"  # the last scan was written
-    CURRENT = "current"  # the head had not moved; the stored index is still the latest
-    FAILED = "failed"  # the last run failed; the entries are those of the last good scan
-    REMOVED = "removed"  # no longer in the sources file; its entries are kept, marked removed
 
 
 class CatalogError(Exception):
@@ -119,7 +116,7 @@ sources = sa.Table(
     sa.Column("last_indexed_at", UTCDateTime()),
     sa.Column("last_status", sa.Text()),
     sa.Column("last_error", sa.Text()),
-    sa.Column("api_calls_last_run", sa.Integer()),
+    sa.Column("api_calls", sa.Integer()),
     sa.Column("marketplace", _JSON),
     sa.Column("removed_at", UTCDateTime()),
 )
@@ -198,7 +195,7 @@ class SourceRecord(BaseModel):
     last_indexed_at: datetime | None
     last_status: SourceStatus | None
     last_error: str | None
-    api_calls_last_run: int | None
+    api_calls: int | None
     marketplace: dict[str, Any] | None
     removed_at: datetime | None
 
@@ -217,7 +214,7 @@ class MarketplaceSourceResponse(BaseModel):
     last_indexed_at: datetime | None
     last_status: SourceStatus | None
     last_error: str | None
-    api_calls_last_run: int | None
+    api_calls: int | None
 
     @classmethod
     def from_record(cls, record: SourceRecord) -> MarketplaceSourceResponse:
@@ -234,7 +231,7 @@ class MarketplaceSourceResponse(BaseModel):
             last_indexed_at=record.last_indexed_at,
             last_status=record.last_status,
             last_error=record.last_error,
-            api_calls_last_run=record.api_calls_last_run,
+            api_calls=record.api_calls,
         )
 
 
@@ -495,10 +492,7 @@ class Catalog:
         source_key: str,
         entries: Sequence[CatalogEntry],
         *,
-        commit_sha: str,
-        tree_sha: str,
         clone_target: CloneTarget,
-        strategy: Strategy | str,
         api_calls: int,
         marketplace: dict[str, Any] | None,
         indexed_at: datetime,
@@ -511,9 +505,7 @@ class Catalog:
         kept, also when a removed path comes back. The caller's status, first_seen_commit,
         indexed_commit and indexed_at on the entries are replaced. On any error nothing changes.
         """
-        self._check_scan(
-            source_key, entries, commit_sha, tree_sha, clone_target, Strategy(strategy)
-        )
+        commit_sha, tree_sha = self._check_scan(source_key, entries, clone_target)
         scanned = {entry.path: entry for entry in entries}
         counts: Counter[ArtifactStatus] = Counter()
         with self._writer.begin() as conn:
@@ -575,9 +567,9 @@ class Catalog:
                     last_indexed_commit_sha=commit_sha,
                     last_indexed_tree_sha=tree_sha,
                     last_indexed_at=indexed_at,
-                    last_status=SourceStatus.OK,
+                    last_status=SourceStatus.SCANNED,
                     last_error=None,
-                    api_calls_last_run=api_calls,
+                    api_calls=api_calls,
                     marketplace=_without_nul(marketplace),
                 )
             )
@@ -595,7 +587,7 @@ class Catalog:
             error = error[:MAX_ERROR_CHARS] + f"... [{len(error) - MAX_ERROR_CHARS} chars cut]"
         values: dict[str, Any] = {"last_status": SourceStatus.FAILED, "last_error": error}
         if api_calls is not None:
-            values["api_calls_last_run"] = api_calls
+            values["api_calls"] = api_calls
         with self._writer.begin() as conn:
             self._lock_active_source(conn, source_key)
             conn.execute(
@@ -628,7 +620,7 @@ class Catalog:
                     last_status=SourceStatus.CURRENT,
                     last_error=None,
                     last_indexed_at=checked_at or _now(),
-                    api_calls_last_run=api_calls,
+                    api_calls=api_calls,
                 )
             )
 
@@ -851,13 +843,9 @@ class Catalog:
 
     @staticmethod
     def _check_scan(
-        source_key: str,
-        entries: Sequence[CatalogEntry],
-        commit_sha: str,
-        tree_sha: str,
-        clone_target: CloneTarget,
-        strategy: Strategy,
-    ) -> None:
+        source_key: str, entries: Sequence[CatalogEntry], clone_target: CloneTarget
+    ) -> tuple[str, str]:
+        """(commit, tree) of a scan that can be written; ValueError naming what is wrong."""
         foreign = sorted({e.source_key for e in entries} - {source_key})
         if foreign:
             raise ValueError(f"scan of {source_key!r} holds entries of {', '.join(foreign)}")
@@ -865,17 +853,10 @@ class Catalog:
         duplicates = sorted(p for p, n in paths.items() if n > 1)
         if duplicates:
             raise ValueError(f"scan of {source_key!r} lists paths twice: {', '.join(duplicates)}")
-        # The API reads the clone target (SPEC §5.3), so it must describe this very scan.
-        for name, given, stored in (
-            ("commit_sha", commit_sha, clone_target.commit_sha),
-            ("tree_sha", tree_sha, clone_target.tree_sha),
-            ("strategy", strategy, clone_target.strategy),
-        ):
-            if given != stored:
-                raise ValueError(
-                    f"scan of {source_key!r}: {name} {given} differs from the clone target's "
-                    f"{stored}"
-                )
+        # The clone target is the one record of what was read: it names the commit and tree.
+        if not clone_target.commit_sha or not clone_target.tree_sha:
+            raise ValueError(f"scan of {source_key!r}: the clone target names no commit or tree")
+        return clone_target.commit_sha, clone_target.tree_sha
 
 
 def _update_entry_by_key() -> sa.Update:

@@ -37,6 +37,16 @@ class ArtifactStatus(StrEnum):
     REMOVED = "removed"
 
 
+class SourceStatus(StrEnum):
+    """Where a source stands after its last run: one vocabulary for the catalog, metadata, logs
+    and the CLI."""
+
+    SCANNED = "scanned"  # the last run read the tree and wrote its rows
+    CURRENT = "current"  # the head had not moved; the stored index is still the latest
+    FAILED = "failed"  # the last run failed; the entries are those of the last good scan
+    REMOVED = "removed"  # no longer in the sources file; its entries are kept, marked removed
+
+
 @dataclass(frozen=True, slots=True)
 class TreeEntry:
     """One path of a tree at a commit: POSIX path relative to the root, git mode, object SHA."""

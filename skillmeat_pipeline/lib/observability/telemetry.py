@@ -67,7 +67,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from skillmeat_pipeline.lib.core.strategy import Strategy
-from skillmeat_pipeline.lib.scan.pipeline import Phase, ScanResult, ScanStatus
+from skillmeat_pipeline.lib.scan.cost import Phase
+from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -338,7 +339,7 @@ class Telemetry:
 
     # -- one source -------------------------------------------------------------------------------
 
-    def record_scan(self, result: ScanResult, *, run_id: str | None = None) -> str | None:
+    def record_scan(self, result: SourceOutcome, *, run_id: str | None = None) -> str | None:
         """Metrics and the span tree of one source's scan; its trace id (hex) when sampled."""
         if self._meter_provider is not None:
             self._record_metrics(result)
@@ -346,11 +347,11 @@ class Telemetry:
             return None
         return self._emit_trace(result, run_id)
 
-    def _record_metrics(self, result: ScanResult) -> None:
+    def _record_metrics(self, result: SourceOutcome) -> None:
         cost = result.cost
         for (endpoint, status_class), count in cost.responses.items():
             self._api_calls.add(count, {"endpoint": endpoint, "status_class": status_class})
-        if result.status is not ScanStatus.SCANNED:
+        if not isinstance(result, Scanned):
             return  # a current source was not scanned; a failed one has no artifact count
         labels = {
             "strategy": result.strategy.value if result.strategy else "none",
@@ -362,7 +363,7 @@ class Telemetry:
         self._histograms[EXTRACTION_DURATION].record(cost.extract_ms / 1000, labels)
         self._histograms[SCAN_DURATION].record(result.cost.busy_ns() / 1e9, labels)
 
-    def _emit_trace(self, result: ScanResult, run_id: str | None) -> str | None:
+    def _emit_trace(self, result: SourceOutcome, run_id: str | None) -> str | None:
         assert self._tracer is not None
         cost = result.cost
         strategy = result.strategy.value if result.strategy else "none"
@@ -372,13 +373,13 @@ class Telemetry:
         }
         if run_id:
             common["dagster.run_id"] = run_id
-        start_ns = min([cost.started_ns, *(p.start_ns for p in cost.phases)])
+        start_ns = min((p.start_ns for p in cost.phases), default=time.time_ns())
         end_ns = start_ns + _total_ns(result)
         root_attributes: dict[str, Any] = {
             **common,
             "scan_status": result.status.value,
             "artifact_count": result.artifact_count,
-            "patterns_count": len(result.clone_target.patterns) if result.clone_target else 0,
+            "patterns_count": 0 if isinstance(result, Failed) else len(result.target.patterns),
             "api_calls": cost.api_calls,
             "raw_reads": cost.raw_reads,
             "bytes_fetched": cost.bytes_fetched,
@@ -395,14 +396,14 @@ class Telemetry:
             attributes=self._clean(root_attributes),
             start_time=start_ns,
         )
-        if result.status is ScanStatus.FAILED:
+        if isinstance(result, Failed):
             self._fail(root, result.error or "failed", end_ns)
         spans: list[Span] = []
         for phase in cost.phases:
             parent = spans[phase.parent] if phase.parent is not None else root
             spans.append(self._phase_span(phase, parent, common, result))
         for phase, span in zip(reversed(cost.phases), reversed(spans), strict=True):
-            span.end(end_time=phase.end_ns if phase.end_ns is not None else phase.start_ns)
+            span.end(end_time=phase.end_ns)
         root.end(end_time=end_ns)
         context = root.get_span_context()
         if not (context.is_valid and context.trace_flags.sampled):
@@ -414,10 +415,10 @@ class Telemetry:
         phase: Phase,
         parent: Span,
         common: Mapping[str, AttributeValue],
-        result: ScanResult,
+        result: SourceOutcome,
     ) -> Span:
         assert self._tracer is not None
-        end_ns = phase.end_ns if phase.end_ns is not None else phase.start_ns
+        end_ns = phase.end_ns
         attributes: dict[str, Any] = {
             **common,
             **phase.attributes,
@@ -432,11 +433,9 @@ class Telemetry:
             attributes=self._clean(attributes),
             start_time=phase.start_ns,
         )
-        for timestamp, name, event_attributes in phase.events:
-            span.add_event(name, self._clean(event_attributes), timestamp=timestamp)
-        if phase.end_ns is None:
-            self._fail(span, "the step did not finish", end_ns)
-        elif phase.error is not None:
+        for event in phase.events:
+            span.add_event(event.name, self._clean(event.attributes), timestamp=event.at_ns)
+        if phase.error is not None:
             self._fail(span, phase.error, end_ns)
         return span
 
@@ -458,12 +457,12 @@ class Telemetry:
         return clean
 
 
-def _total_ns(result: ScanResult) -> int:
-    """From the scan's start to the end of its last step (the write, once it is recorded)."""
-    cost = result.cost
-    ends = [p.end_ns for p in cost.phases if p.end_ns is not None]
-    starts = [cost.started_ns, *(p.start_ns for p in cost.phases)]
-    return max(0, max(ends, default=min(starts)) - min(starts))
+def _total_ns(result: SourceOutcome) -> int:
+    """From the scan's first step to the end of its last (the write, once it is recorded)."""
+    phases = result.cost.phases
+    if not phases:
+        return 0
+    return max(0, max(p.end_ns for p in phases) - min(p.start_ns for p in phases))
 
 
 def _resource(env: Mapping[str, str], service_name: str | None) -> Resource:
