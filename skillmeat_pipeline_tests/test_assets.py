@@ -74,10 +74,10 @@ def test_git_server_down_for_one_source_falls_back_to_the_api(pipeline: Pipeline
     metadata = pipeline.materializations(result)
     assert metadata["anthropics/skills"]["strategy"] == "api"
     assert "500" in metadata["anthropics/skills"]["fallback_reason"]
-    assert metadata["anthropics/skills"]["artifact_count"] == 18
+    assert metadata["anthropics/skills"]["artifact_count"] == 21  # 18 skills, 3 entry plugins
     assert metadata["obra/superpowers"]["fallback_reason"] == "none"
     assert metadata["obra/superpowers"]["strategy"] != "api"
-    assert len(pipeline.catalog().entries("anthropics/skills")) == 18
+    assert len(pipeline.catalog().entries("anthropics/skills")) == 21
 
 
 def test_source_whose_fetches_all_fail_keeps_its_rows_and_fails_its_partition(pipeline: Pipeline):

@@ -253,11 +253,8 @@ def test_upgrading_a_0002_catalog_keeps_its_rows_in_the_new_vocabulary(
 ) -> None:
     with empty_database(backend) as url:
         catalog = Catalog.from_url(url)
+        upgrade_to(catalog, "0002")
         with catalog.engine.begin() as conn:
-            config = Config()
-            config.set_main_option("script_location", SCRIPT_LOCATION)
-            config.attributes["connection"] = conn
-            command.upgrade(config, "0002")
             conn.execute(
                 sa.text(
                     "INSERT INTO sources (key, url, exclude, deep_indexing, last_status, "
@@ -273,6 +270,54 @@ def test_upgrading_a_0002_catalog_keeps_its_rows_in_the_new_vocabulary(
         catalog.dispose()
 
 
+def upgrade_to(catalog: Catalog, revision: str) -> None:
+    with catalog.engine.begin() as conn:
+        config = Config()
+        config.set_main_option("script_location", SCRIPT_LOCATION)
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_type_joins_the_entry_key_without_losing_rows(
+    backend: str, empty_database: Callable
+) -> None:
+    with empty_database(backend) as url:
+        catalog = Catalog.from_url(url)
+        upgrade_to(catalog, "0003")  # the key was (source_key, path)
+        catalog.upsert_sources([config(SOURCE)])
+        pdf = entry("skills/pdf", description="Extracts tables from PDF files")
+        scan(catalog, [pdf, entry("skills/xlsx")], "c1")
+
+        catalog.migrate()
+
+        assert schema_revision(catalog) == HEAD
+        assert stored(catalog) == {
+            "skills/pdf": (NEW, "sha-skills/pdf", "c1", "c1"),
+            "skills/xlsx": (NEW, "sha-skills/xlsx", "c1", "c1"),
+        }
+        assert [h.path for h in catalog.search("tables")] == ["skills/pdf"]  # index kept
+        plugin = entry("skills/pdf", kind=ArtifactType.PLUGIN, description="Spreadsheet suite")
+        scan(catalog, [pdf, plugin, entry("skills/xlsx")], "c2")  # the index follows writes
+        assert [h.artifact_type for h in catalog.search("spreadsheet")] == [ArtifactType.PLUGIN]
+        assert schema_differences(catalog) == []
+        catalog.dispose()
+
+
+def test_a_folder_that_is_a_skill_and_a_plugin_is_two_entries(catalog: Catalog) -> None:
+    catalog.upsert_sources([config(SOURCE)])
+    skill, plugin = entry("kit"), entry("kit", kind=ArtifactType.PLUGIN, sha="tree-kit")
+
+    scan(catalog, [skill, plugin], "c1")
+    scan(catalog, [skill], "c2")
+
+    rows = {(e.artifact_type, e.status) for e in catalog.entries(SOURCE, include_removed=True)}
+    assert rows == {
+        (ArtifactType.SKILL, ArtifactStatus.UNCHANGED),
+        (ArtifactType.PLUGIN, ArtifactStatus.REMOVED),
+    }
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_processes_migrating_at_once_all_succeed(backend: str, empty_database: Callable) -> None:
     with empty_database(backend) as url:
@@ -284,7 +329,8 @@ def test_processes_migrating_at_once_all_succeed(backend: str, empty_database: C
             catalog.dispose()
 
 
-def test_migrations_create_the_tables_the_catalog_queries(catalog: Catalog) -> None:
+def schema_differences(catalog: Catalog) -> list[Any]:
+    """What the migrated database has that the catalog's table definitions do not, or lacks."""
     full_text_index = {"search_vector", "ix_catalog_entries_search_vector"}
 
     def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
@@ -294,7 +340,11 @@ def test_migrations_create_the_tables_the_catalog_queries(catalog: Catalog) -> N
         context = MigrationContext.configure(
             conn, opts={"include_name": include_name, "compare_type": True}
         )
-        assert compare_metadata(context, metadata) == []
+        return list(compare_metadata(context, metadata))
+
+
+def test_migrations_create_the_tables_the_catalog_queries(catalog: Catalog) -> None:
+    assert schema_differences(catalog) == []
 
 
 # -- scan writes and statuses ----------------------------------------------------------------
@@ -337,7 +387,9 @@ def test_rescan_statuses_are_computed_against_the_stored_rows(catalog: Catalog) 
         "skills/c": (REMOVED, "sha-skills/c", "c1", "c1"),
         "skills/d": (NEW, "sha-skills/d", "c2", "c2"),
     }
-    assert sorted(catalog.previous_entries(SOURCE)) == ["skills/a", "skills/b", "skills/d"]
+    assert sorted(catalog.previous_entries(SOURCE)) == [
+        (ArtifactType.SKILL, p) for p in ("skills/a", "skills/b", "skills/d")
+    ]
     assert [e.path for e in catalog.entries(SOURCE)] == ["skills/a", "skills/b", "skills/d"]
 
     # An already removed row is not removed again.

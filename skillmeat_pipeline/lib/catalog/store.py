@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
 
 from skillmeat_pipeline.lib.catalog.migrations import upgrade_to_head
 from skillmeat_pipeline.lib.core.models import (
+    ArtifactKey,
     ArtifactStatus,
     ArtifactType,
     CatalogEntry,
@@ -149,7 +150,9 @@ catalog_entries = sa.Table(
     sa.Column("indexed_commit", sa.Text()),
     sa.Column("indexed_at", UTCDateTime()),
     sa.Column("metadata", _JSON, nullable=False),
-    sa.UniqueConstraint("source_key", "path", name="uq_catalog_entries_source_key_path"),
+    sa.UniqueConstraint(
+        "source_key", "artifact_type", "path", name="uq_catalog_entries_source_key_type_path"
+    ),
     sa.CheckConstraint("confidence BETWEEN 0 AND 100", name="ck_catalog_entries_confidence_range"),
     sa.CheckConstraint(
         "status IN ('new', 'updated', 'unchanged', 'removed')",
@@ -506,14 +509,15 @@ class Catalog:
         indexed_commit and indexed_at on the entries are replaced. On any error nothing changes.
         """
         commit_sha, tree_sha = self._check_scan(source_key, entries, clone_target)
-        scanned = {entry.path: entry for entry in entries}
+        scanned = {entry.key: entry for entry in entries}
         counts: Counter[ArtifactStatus] = Counter()
         with self._writer.begin() as conn:
             self._lock_active_source(conn, source_key)
             stored = {
-                row.path: row
+                (ArtifactType(row.artifact_type), row.path): row
                 for row in conn.execute(
                     sa.select(
+                        catalog_entries.c.artifact_type,
                         catalog_entries.c.path,
                         catalog_entries.c.status,
                         catalog_entries.c.content_sha,
@@ -523,8 +527,8 @@ class Catalog:
             }
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
-            for path, entry in scanned.items():
-                previous = stored.get(path)
+            for key, entry in scanned.items():
+                previous = stored.get(key)
                 status = _scan_status(previous, entry)
                 counts[status] += 1
                 row = _without_nul(
@@ -543,11 +547,11 @@ class Catalog:
                 if previous is None:
                     inserts.append(row)
                 else:
-                    updates.append({"match_source_key": source_key, "match_path": path, **row})
+                    updates.append(_match(source_key, key) | row)
             removed = [
-                {"match_source_key": source_key, "match_path": path}
-                for path, row in stored.items()
-                if path not in scanned and row.status != ArtifactStatus.REMOVED
+                _match(source_key, key)
+                for key, row in stored.items()
+                if key not in scanned and row.status != ArtifactStatus.REMOVED
             ]
             counts[ArtifactStatus.REMOVED] = len(removed)
             if inserts:
@@ -747,7 +751,7 @@ class Catalog:
         query = (
             sa.select(*_ENTRY_COLUMNS)
             .where(catalog_entries.c.source_key == source_key)
-            .order_by(catalog_entries.c.path)
+            .order_by(catalog_entries.c.path, catalog_entries.c.artifact_type)
         )
         if not include_removed:
             query = query.where(catalog_entries.c.status != ArtifactStatus.REMOVED)
@@ -755,9 +759,9 @@ class Catalog:
             rows = conn.execute(query).all()
         return [CatalogEntry.model_validate(row._asdict()) for row in rows]
 
-    def previous_entries(self, source_key: str) -> dict[str, CatalogEntry]:
-        """The live entries of the last good scan by path, to reuse those whose content_sha held."""
-        return {entry.path: entry for entry in self.entries(source_key)}
+    def previous_entries(self, source_key: str) -> dict[ArtifactKey, CatalogEntry]:
+        """The live entries of the last good scan by key, to reuse those whose content_sha held."""
+        return {entry.key: entry for entry in self.entries(source_key)}
 
     def search(
         self,
@@ -849,8 +853,8 @@ class Catalog:
         foreign = sorted({e.source_key for e in entries} - {source_key})
         if foreign:
             raise ValueError(f"scan of {source_key!r} holds entries of {', '.join(foreign)}")
-        paths = Counter(e.path for e in entries)
-        duplicates = sorted(p for p, n in paths.items() if n > 1)
+        keys = Counter(e.key for e in entries)
+        duplicates = sorted(f"{p} ({t.value})" for (t, p), n in keys.items() if n > 1)
         if duplicates:
             raise ValueError(f"scan of {source_key!r} lists paths twice: {', '.join(duplicates)}")
         # The clone target is the one record of what was read: it names the commit and tree.
@@ -859,8 +863,13 @@ class Catalog:
         return clone_target.commit_sha, clone_target.tree_sha
 
 
+def _match(source_key: str, key: ArtifactKey) -> dict[str, Any]:
+    return {"match_source_key": source_key, "match_type": key[0], "match_path": key[1]}
+
+
 def _update_entry_by_key() -> sa.Update:
     return sa.update(catalog_entries).where(
         catalog_entries.c.source_key == sa.bindparam("match_source_key"),
+        catalog_entries.c.artifact_type == sa.bindparam("match_type"),
         catalog_entries.c.path == sa.bindparam("match_path"),
     )

@@ -8,6 +8,8 @@ targets: on the GitHub API path every read is a network request. Markdown is lef
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import posixpath
 import re
 from collections.abc import Iterator, Sequence
@@ -209,6 +211,8 @@ class _Detector:
     plugins: dict[str, _Plugin] = field(default_factory=dict)
     artifacts: dict[tuple[ArtifactType, str], DetectedArtifact] = field(default_factory=dict)
     marketplaces: list[dict[str, Any]] = field(default_factory=list)
+    # files and folders that a marketplace entry without plugin.json lists -> that plugin's path
+    entry_members: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def run(self) -> Detection:
@@ -668,6 +672,8 @@ class _Detector:
                     self.problems.append(
                         f"{path}: plugin {name!r} points at {source}, a folder that does not exist"
                     )
+                elif ("" if target == "." else target) not in self.plugins:
+                    self._add_entry_plugin(path, item, "" if target == "." else target)
             plugins.append(record)
         self.marketplaces.append(
             {
@@ -678,6 +684,46 @@ class _Detector:
                 "plugins": plugins,
             }
         )
+
+    def _add_entry_plugin(self, path: str, entry: dict[str, Any], folder: str) -> None:
+        """A relative entry whose folder has no `plugin.json`: the entry is the plugin's manifest.
+
+        Several entries may share one folder (anthropics/skills), so the artifact is named by the
+        entry: `<marketplace.json path>#<entry name>`. The skills, agents and commands it lists
+        belong to it.
+        """
+        name = _text(entry.get("name"))
+        if name is None:
+            self.problems.append(f"{path}: a plugin entry without a name is not indexed")
+            return
+        folder_sha = self.dirs.get(folder, "")
+        # The entry is the manifest: a changed entry is a changed plugin, even in the same folder.
+        digest = hashlib.sha1(
+            json.dumps(entry, sort_keys=True, default=str).encode() + folder_sha.encode()
+        ).hexdigest()
+        artifact = self._add(
+            DetectedArtifact(
+                artifact_type=ArtifactType.PLUGIN,
+                path=f"{path}#{name}",
+                name=name,
+                content_sha=digest,
+                manifest_path=self.files[path].path,
+                confidence=0,
+                signals=["marketplace_entry", "valid_json"],
+                metadata={**_plugin_metadata(entry), "plugin_root": _artifact_path(folder)},
+            )
+        )
+        for kind in ("skills", "agents", "commands"):
+            listed = entry.get(kind)
+            for item in listed if isinstance(listed, list) else []:
+                if not isinstance(item, str):
+                    artifact.problems.append(f"marketplace entry {kind}: not a path: {item!r}")
+                    continue
+                member = posixpath.normpath(posixpath.join(folder or ".", item))
+                if member == ".." or member.startswith("../"):
+                    artifact.problems.append(f"marketplace entry lists {item}, outside the repo")
+                    continue
+                self.entry_members.setdefault("" if member == "." else member, artifact.path)
 
     def _is_folder(self, path: str) -> bool:
         real, _ = self._resolve("" if path == "." else path)
@@ -698,6 +744,9 @@ class _Detector:
             plugin = self._enclosing_plugin(artifact)
             if plugin is not None:
                 artifact.plugin_path = _artifact_path(plugin.directory)
+            elif artifact.artifact_type is not ArtifactType.PLUGIN:
+                view = _view_path(artifact)
+                artifact.plugin_path = self.entry_members.get("" if view == "." else view)
 
 
 def _view_path(artifact: DetectedArtifact) -> str:

@@ -67,21 +67,21 @@ def extract_catalog_entries(
     source_key: str,
     upstream_url: str | None = None,
     deep_indexing: bool = False,
-    previous: Mapping[str, CatalogEntry] | None = None,
+    previous: Mapping[tuple[ArtifactType, str], CatalogEntry] | None = None,
     indexed_at: datetime | None = None,
 ) -> list[CatalogEntry]:
     """One catalog entry per detected artifact of `snapshot`, in detection order.
 
     `upstream_url` is the web address of the tree at the indexed commit (for GitHub,
     `https://github.com/owner/repo/tree/<commit>`); each artifact's path is appended to it.
-    `previous` maps path to the entry stored by the last index of the source: an entry whose
-    content SHA is unchanged is reused as it is (status `unchanged`) without reading anything.
+    `previous` maps (type, path) to the entry stored by the last index of the source: an entry
+    whose content SHA is unchanged is reused as it is (status `unchanged`) without reading anything.
     """
     extractor = _Extractor(snapshot, source_key, upstream_url, deep_indexing)
     moment = indexed_at or datetime.now(UTC)
     entries: list[CatalogEntry] = []
     for artifact in detection.artifacts:
-        prior = previous.get(artifact.path) if previous else None
+        prior = previous.get((artifact.artifact_type, artifact.path)) if previous else None
         if prior is not None and _reusable(prior, artifact, deep_indexing):
             entries.append(
                 prior.model_copy(
@@ -144,7 +144,7 @@ class _Extractor:
         if self.upstream_base is None:
             return None
         if artifact.artifact_type in FOLDER_KINDS:
-            path = artifact.metadata.get("real_path") or artifact.path
+            path = _folder_of(artifact)
         else:
             path = artifact.manifest_path or artifact.path
         return self.upstream_base if path == "." else f"{self.upstream_base}/{quote(path)}"
@@ -249,7 +249,7 @@ class _Extractor:
     def _file_paths(self, artifact: DetectedArtifact) -> list[str]:
         if artifact.artifact_type not in FOLDER_KINDS:
             return [artifact.manifest_path] if artifact.manifest_path else []
-        folder = artifact.metadata.get("real_path") or artifact.path
+        folder = _folder_of(artifact)
         prefix = "" if folder == "." else folder + "/"
         if self._blob_paths is None:
             self._blob_paths = sorted(e.path for e in self.snapshot.entries if e.is_blob)
@@ -269,6 +269,13 @@ class _Extractor:
                 continue
             selected.append(path)
         return selected
+
+
+def _folder_of(artifact: DetectedArtifact) -> str:
+    """The folder a skill or plugin is: where a symlink leads, or a marketplace entry points."""
+    return str(
+        artifact.metadata.get("real_path") or artifact.metadata.get("plugin_root") or artifact.path
+    )
 
 
 def _string(value: Any) -> str | None:

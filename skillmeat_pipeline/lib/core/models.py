@@ -110,8 +110,11 @@ class Detection:
     symlinks: dict[str, str] = field(default_factory=dict)  # in-scope symlink path -> its target
 
 
+ArtifactKey = tuple[ArtifactType, str]  # an artifact within its source: one folder can be two
+
+
 class CatalogEntry(BaseModel):
-    """One row of the catalog (SPEC §5.2); key `(source_key, path)`."""
+    """One row of the catalog (SPEC §5.2); key `(source_key, artifact_type, path)`."""
 
     source_key: str
     path: str
@@ -137,3 +140,8 @@ class CatalogEntry(BaseModel):
     indexed_commit: str | None = None
     indexed_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> ArtifactKey:
+        """The artifact within its source: a skill folder can also be a plugin."""
+        return (self.artifact_type, self.path)

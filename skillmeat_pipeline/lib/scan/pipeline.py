@@ -27,7 +27,13 @@ from typing import Any
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.core.models import CatalogEntry, Detection, TreeEntry, TreeSnapshot
+from skillmeat_pipeline.lib.core.models import (
+    ArtifactKey,
+    CatalogEntry,
+    Detection,
+    TreeEntry,
+    TreeSnapshot,
+)
 from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
 from skillmeat_pipeline.lib.core.sources import SourceConfig, github_base_url
 from skillmeat_pipeline.lib.core.strategy import (
@@ -305,7 +311,7 @@ def _scanned(
     timeline: Timeline,
     strategy: Strategy,
     snapshot: TreeSnapshot,
-    previous: Mapping[str, CatalogEntry],
+    previous: Mapping[ArtifactKey, CatalogEntry],
 ) -> Scanned:
     """Detection and extraction of a fetched tree, as the outcome of `plan` (cost added later)."""
     started = time.monotonic()
@@ -353,7 +359,7 @@ def upstream_url(source: SourceConfig, commit_sha: str) -> str | None:
 def clone(
     plan: SourcePlan,
     fetchers: Fetchers,
-    previous: Mapping[str, CatalogEntry],
+    previous: Mapping[ArtifactKey, CatalogEntry],
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Scanned | FellBack | Failed:
@@ -431,7 +437,7 @@ def clone(
 def read_over_api(
     routed: SourcePlan | FellBack,
     fetchers: Fetchers,
-    previous: Mapping[str, CatalogEntry],
+    previous: Mapping[ArtifactKey, CatalogEntry],
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Scanned | Failed:
@@ -471,7 +477,7 @@ def read_over_api(
 def _read_with_one_wait(
     plan: SourcePlan,
     fetchers: Fetchers,
-    previous: Mapping[str, CatalogEntry],
+    previous: Mapping[ArtifactKey, CatalogEntry],
     ref: str | None,
     timeline: Timeline,
     phase: OpenPhase,
@@ -578,7 +584,7 @@ def scan_source(
     fetchers: Fetchers,
     *,
     record: SourceRecord | None = None,
-    previous: Mapping[str, CatalogEntry] | None = None,
+    previous: Mapping[ArtifactKey, CatalogEntry] | None = None,
     api_only: bool = False,
 ) -> SourceOutcome:
     """Every step for one source, with the same fallbacks as the asset (previews, tests).

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from skillmeat_pipeline.lib.catalog.migrations.sqlite_fts import FTS_COLUMNS, create_fts_triggers
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -20,8 +22,6 @@ JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=Tru
 # an implicit rowid may be renumbered by VACUUM.
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 TIMESTAMP = sa.DateTime(timezone=True)
-
-FTS_COLUMNS = ("name", "title", "description", "tags", "search_text", "deep_search_text")
 
 
 def upgrade() -> None:
@@ -94,8 +94,6 @@ def upgrade() -> None:
 
 def _create_sqlite_fts() -> None:
     columns = ", ".join(FTS_COLUMNS)
-    new_values = ", ".join(f"new.{c}" for c in FTS_COLUMNS)
-    old_values = ", ".join(f"old.{c}" for c in FTS_COLUMNS)
     # External content: the text lives once, in catalog_entries; the triggers keep the index in
     # step. Porter stemming so that "hooks" finds "hook", as PostgreSQL's english config does.
     op.execute(
@@ -103,23 +101,7 @@ def _create_sqlite_fts() -> None:
         "content='catalog_entries', content_rowid='id', "
         "tokenize='porter unicode61 remove_diacritics 2')"
     )
-    op.execute(
-        "CREATE TRIGGER catalog_entries_fts_insert AFTER INSERT ON catalog_entries BEGIN "
-        f"INSERT INTO catalog_entries_fts(rowid, {columns}) VALUES (new.id, {new_values}); END"
-    )
-    op.execute(
-        "CREATE TRIGGER catalog_entries_fts_delete AFTER DELETE ON catalog_entries BEGIN "
-        f"INSERT INTO catalog_entries_fts(catalog_entries_fts, rowid, {columns}) "
-        f"VALUES ('delete', old.id, {old_values}); END"
-    )
-    # Only text changes touch the index: marking rows removed rewrites status, not text.
-    op.execute(
-        f"CREATE TRIGGER catalog_entries_fts_update AFTER UPDATE OF {columns} "
-        "ON catalog_entries BEGIN "
-        f"INSERT INTO catalog_entries_fts(catalog_entries_fts, rowid, {columns}) "
-        f"VALUES ('delete', old.id, {old_values}); "
-        f"INSERT INTO catalog_entries_fts(rowid, {columns}) VALUES (new.id, {new_values}); END"
-    )
+    create_fts_triggers()
 
 
 def _create_postgres_tsvector() -> None:
