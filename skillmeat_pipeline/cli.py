@@ -478,7 +478,8 @@ def metrics_server(host: str, port: int, log_format: str | None) -> None:
     import signal
     import threading
 
-    from skillmeat_pipeline.lib.observability.telemetry import MetricsServer, configure_logging
+    from skillmeat_pipeline.lib.observability.logs import configure_logging
+    from skillmeat_pipeline.lib.services.metrics_server import MetricsServer
 
     configure_logging(log_format or os.environ.get("SKILLMEAT_LOG_FORMAT") or "text")
     stop = threading.Event()
@@ -489,8 +490,8 @@ def metrics_server(host: str, port: int, log_format: str | None) -> None:
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}")
     click.echo(
-        f"serving Prometheus metrics on {server.url('/metrics')}; "
-        f"run workers push OTLP metrics to {server.url('/v1/metrics')}"
+        f"serving Prometheus metrics on {server.url}; "
+        f"run workers push OTLP metrics to {server.otlp_url}"
     )
     sys.stdout.flush()
     try:

@@ -20,11 +20,8 @@ from skillmeat_pipeline.lib.fetch.git.heads import (
     HeadLister,
 )
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
-from skillmeat_pipeline.lib.observability.telemetry import (
-    Telemetry,
-    configure_logging,
-    set_log_context,
-)
+from skillmeat_pipeline.lib.observability.logs import configure_logging, set_log_context
+from skillmeat_pipeline.lib.observability.telemetry import Telemetry
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings
 
 

@@ -7,7 +7,7 @@ only mirrored into the run log (`log_to_run`); a message that starts in an op go
 (`log_record`). If the Dagster instance captures the Python tree itself (`python_logs:
 managed_python_loggers: [skillmeat_pipeline]` in dagster.yaml), the mirror is skipped, so nothing
 shows twice. `SKILLMEAT_LOG_FORMAT=json` prints the tree as JSON lines on stderr (see
-`lib/telemetry.configure_logging`).
+`lib/observability/logs.configure_logging`).
 """
 
 import logging
