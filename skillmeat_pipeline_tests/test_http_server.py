@@ -17,8 +17,8 @@ WAIT_S = 10.0
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """GET `/` answers at once, `/slow` 0.3 s after it began, `/until-stop` when stop() begins,
-    `/stuck` when the test releases it (never by itself)."""
+    """GET `/` answers at once, `/slow` 0.3 s after it began, `/until-stop` once stop() sets
+    `stopping`, `/stuck` when the test releases it (never by itself)."""
 
     protocol_version = "HTTP/1.1"
     server: ThreadedHTTPServer[_Server]
@@ -103,7 +103,7 @@ def test_an_idle_connection_does_not_hold_stop() -> None:
         idle.close()
 
 
-def test_stopping_is_set_when_stop_begins() -> None:
+def test_stopping_wakes_handlers_that_wait_for_it() -> None:
     server = _Server().start()
 
     def request_until_stop() -> None:

@@ -106,8 +106,8 @@ class BackgroundHTTPServer:
 
     `port=0` binds a free port (see `.port`). `stop()` (or `close()`) is bounded by
     `stop_timeout_s`: accepting stops at once, requests in progress get `grace_s` to finish, then
-    their connections are shut down and every thread is joined. `stopping` is set when `stop()`
-    begins, for handlers that wait on something. Subclasses choose the handler, may set
+    their connections are shut down and every thread is joined. `stopping` is set once no new
+    request can arrive, for handlers that wait on something. Subclasses choose the handler, may set
     `server_class` (a `ThreadedHTTPServer` subclass) and override `url`.
     """
 
@@ -163,13 +163,13 @@ class BackgroundHTTPServer:
         if httpd is None or thread is None:
             return True
         deadline = time.monotonic() + (self.stop_timeout_s if timeout_s is None else timeout_s)
-        self.stopping.set()
         # shutdown() waits for the accept loop, which notices within poll_interval_s; bounded
         # anyway, by a helper thread
         stopper = threading.Thread(target=httpd.shutdown, name=f"{self.name}-stop", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline - time.monotonic()))
         thread.join(max(0.0, deadline - time.monotonic()))
+        self.stopping.set()
         if self.grace_s:
             httpd.join_handlers(min(deadline, time.monotonic() + self.grace_s))
         httpd.close_connections()
