@@ -17,13 +17,11 @@ from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import CatalogEntry
-from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
-from skillmeat_pipeline.lib.fetch.git.clone import (
-    CloneError,
-    CloneReason,
-    FailureKind,
-    scrub_credentials,
+from skillmeat_pipeline.lib.core.secrets import (
+    redact as scrub_credentials,  # the old name, for `detect` until it calls `redact` itself
 )
+from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
+from skillmeat_pipeline.lib.fetch.git.clone import CloneError, CloneReason, FailureKind
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
     open_local_repository,
