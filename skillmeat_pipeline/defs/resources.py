@@ -116,7 +116,8 @@ class TelemetryResource(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         telemetry, self._telemetry = self._telemetry, None
-        if telemetry is not None and not telemetry.close(self.flush_timeout_seconds):
+        flushed = telemetry is None or telemetry.close(self.flush_timeout_seconds)
+        if not flushed and context.log is not None:
             context.log.warning(
                 f"telemetry: spans or metrics of this run were still being exported after "
                 f"{self.flush_timeout_seconds:g} s and may be lost; check that the OTLP endpoint "
