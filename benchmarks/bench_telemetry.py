@@ -26,7 +26,7 @@ import yaml
 import skillmeat_pipeline.lib.observability.telemetry as telemetry_module
 from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_index
-from skillmeat_pipeline.lib.observability.telemetry import MetricsServer
+from skillmeat_pipeline.lib.services.metrics_server import MetricsServer
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import make_repo
@@ -148,7 +148,7 @@ def main() -> None:
                 os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = (
                     f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
                 )
-                os.environ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] = metrics.url("/v1/metrics")
+                os.environ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"] = metrics.otlp_url
             else:
                 os.environ.pop("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", None)
                 os.environ.pop("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", None)

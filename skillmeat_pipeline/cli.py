@@ -17,8 +17,8 @@ from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import CatalogEntry
+from skillmeat_pipeline.lib.core.secrets import Secret, redact
 from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
-from skillmeat_pipeline.lib.fetch.git.clone import scrub_credentials
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
     open_local_repository,
@@ -96,7 +96,7 @@ def _preview_remote(source: SourceConfig, use_api: bool) -> SourceOutcome:
     with GitHubClient.from_env() as github:
         fetchers = Fetchers(
             github=github,
-            token=os.environ.get("GITHUB_TOKEN") or None,
+            token=Secret.from_env("GITHUB_TOKEN"),
             settings=ScanSettings.from_env(),
         )
         return scan_source(source, fetchers, api_only=use_api)
@@ -176,7 +176,7 @@ def detect(
     except ValidationError as exc:
         # pydantic's text quotes the input verbatim, which may hold credentials
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        fail(scrub_credentials(f"{github_repo or repo}: {problems}"))
+        fail(redact(f"{github_repo or repo}: {problems}"))
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     else:
@@ -457,7 +457,8 @@ def metrics_server(host: str, port: int, log_format: str | None) -> None:
     import signal
     import threading
 
-    from skillmeat_pipeline.lib.observability.telemetry import MetricsServer, configure_logging
+    from skillmeat_pipeline.lib.observability.logs import configure_logging
+    from skillmeat_pipeline.lib.services.metrics_server import MetricsServer
 
     configure_logging(log_format or os.environ.get("SKILLMEAT_LOG_FORMAT") or "text")
     stop = threading.Event()
@@ -468,8 +469,8 @@ def metrics_server(host: str, port: int, log_format: str | None) -> None:
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc}")
     click.echo(
-        f"serving Prometheus metrics on {server.url('/metrics')}; "
-        f"run workers push OTLP metrics to {server.url('/v1/metrics')}"
+        f"serving Prometheus metrics on {server.url}; "
+        f"run workers push OTLP metrics to {server.otlp_url}"
     )
     sys.stdout.flush()
     try:

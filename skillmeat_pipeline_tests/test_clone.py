@@ -16,6 +16,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone as clone_module
 from skillmeat_pipeline.lib.fetch.git.clone import (
     CloneError,
@@ -274,8 +275,8 @@ def test_server_faults_are_classified(
 def test_the_right_token_clones(git_server_root: Path, clone_dir: Path) -> None:
     with GitHttpServer(git_server_root, token=TOKEN) as server:
         url, settings = server.url_for(SMALL), _settings(clone_dir)
-        head = resolve_head(url, token=TOKEN, settings=settings)
-        with clone_source(url, token=TOKEN, settings=settings) as cloned:
+        head = resolve_head(url, token=Secret(TOKEN), settings=settings)
+        with clone_source(url, token=Secret(TOKEN), settings=settings) as cloned:
             assert cloned.commit_sha == head.commit_sha
     statuses = [(r.status, r.had_authorization) for r in server.requests()]
     # one challenge per connection, then authorized requests only
@@ -290,7 +291,7 @@ def test_a_wrong_token_is_tried_once_and_never_shown(
     wrong = "wrong-" + TOKEN
     with GitHttpServer(git_server_root, token=TOKEN) as server:
         error, _ = _clone_fails(
-            server.url_for(SMALL), clone_dir, token=wrong, settings=_settings(clone_dir)
+            server.url_for(SMALL), clone_dir, token=Secret(wrong), settings=_settings(clone_dir)
         )
     assert (error.reason, error.kind) == (CloneReason.AUTH, FailureKind.PERMANENT)
     assert [r.had_authorization for r in server.requests()] == [False, True]
@@ -319,7 +320,7 @@ def test_credentials_in_the_url_never_reach_the_message(
     caplog.set_level(logging.DEBUG)
     git_server.set_fault(SMALL, Fault.NOT_FOUND)
     url = git_server.url_for(SMALL).replace("http://", f"http://user:{TOKEN}@")
-    error, _ = _clone_fails(url, clone_dir, token=TOKEN, settings=_settings(clone_dir))
+    error, _ = _clone_fails(url, clone_dir, token=Secret(TOKEN), settings=_settings(clone_dir))
     assert error.reason is CloneReason.NOT_FOUND
     assert TOKEN not in str(error) + caplog.text
     assert git_server.url_for(SMALL) in str(error)
@@ -371,7 +372,7 @@ def test_the_token_is_in_no_argv_or_environment_of_a_worker(
     git_server_root: Path, clone_dir: Path
 ) -> None:
     with GitHttpServer(git_server_root, token=TOKEN) as server:
-        resolve_head(server.url_for(SMALL), token=TOKEN, settings=_settings(clone_dir))
+        resolve_head(server.url_for(SMALL), token=Secret(TOKEN), settings=_settings(clone_dir))
     # the worker that ran the lookup waits for its next job
     children = _child_processes()
     assert children
@@ -380,16 +381,33 @@ def test_the_token_is_in_no_argv_or_environment_of_a_worker(
         assert TOKEN.encode() not in (child / "environ").read_bytes()
 
 
+def test_the_token_is_a_secret_until_it_is_written_to_the_worker() -> None:
+    from skillmeat_pipeline.lib.fetch.git.clone import _classify, _Guard, job_line
+    from skillmeat_pipeline.lib.fetch.git.heads import HeadQuery
+
+    job = {"op": "resolve", "url": "http://127.0.0.1:1/o/r.git", "token": Secret(TOKEN)}
+    assert TOKEN not in repr(job) and TOKEN not in str(job)
+    assert TOKEN not in repr(HeadQuery("o/r", "http://127.0.0.1:1/o/r.git", token=Secret(TOKEN)))
+    # revealed only in the line the worker reads on its stdin
+    assert f'"token": "{TOKEN}"' in job_line(job).decode()
+    # whatever libgit2 says, a token or a URL's credentials never reach the error detail
+    guard = _Guard(Secret(TOKEN), "http://127.0.0.1:1/o/r.git", soft_deadline=0)
+    quoting = Exception(f"failed with {TOKEN} at http://x-access-token:{TOKEN}@127.0.0.1:1/o/r")
+    *_, detail = _classify(quoting, guard)
+    assert TOKEN not in detail and "x-access-token" not in detail
+    assert "failed with ***" in detail
+
+
 def test_the_token_is_only_offered_once_and_only_to_the_urls_host() -> None:
     from pygit2.enums import CredentialType
 
     from skillmeat_pipeline.lib.fetch.git.clone import _Guard, _RefusedCredentials
 
     userpass = CredentialType.USERPASS_PLAINTEXT
-    redirected = _Guard(TOKEN, "http://127.0.0.1:8000/o/r.git", soft_deadline=0)
+    redirected = _Guard(Secret(TOKEN), "http://127.0.0.1:8000/o/r.git", soft_deadline=0)
     with pytest.raises(_RefusedCredentials, match="another host"):
         redirected.credentials("http://localhost:8000/o/r.git", None, userpass)
-    guard = _Guard(TOKEN, "http://127.0.0.1:8000/o/r.git", soft_deadline=0)
+    guard = _Guard(Secret(TOKEN), "http://127.0.0.1:8000/o/r.git", soft_deadline=0)
     assert guard.credentials("http://127.0.0.1:8000/o/r.git", None, userpass).credential_tuple == (
         "x-access-token",
         TOKEN,

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.lib.fetch.github.client import (
     DEFAULT_API_URL,
@@ -59,7 +60,11 @@ def emulator(root: Path) -> Iterator[GitHubEmulator]:
 
 
 def _client(emulator: GitHubEmulator, **kwargs: object) -> GitHubClient:
-    settings: dict = {"api_url": emulator.api_url, "raw_url": emulator.raw_url, "token": TOKEN}
+    settings: dict = {
+        "api_url": emulator.api_url,
+        "raw_url": emulator.raw_url,
+        "token": Secret(TOKEN),
+    }
     return GitHubClient(**(settings | kwargs))
 
 
@@ -305,7 +310,7 @@ def test_unreachable_host_is_transient() -> None:
         port = placeholder.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     with (
-        GitHubClient(api_url=url, raw_url=url, token=TOKEN) as client,
+        GitHubClient(api_url=url, raw_url=url, token=Secret(TOKEN)) as client,
         pytest.raises(ApiError, match="cannot reach") as caught,
     ):
         client.repository("obra/superpowers")
@@ -319,7 +324,7 @@ def test_wrong_token_is_permanent_and_never_shown(
     caplog.set_level(logging.DEBUG)
     with (
         GitHubEmulator(root, tokens=[TOKEN]) as emulator,
-        _client(emulator, token=wrong) as client,
+        _client(emulator, token=Secret(wrong)) as client,
     ):
         with pytest.raises(ApiError) as caught:
             client.fetch_snapshot("obra/superpowers")
@@ -446,10 +451,26 @@ def test_a_token_echoed_by_a_server_is_masked() -> None:
         return httpx.Response(403, json={"message": f"blocked: {request.headers['authorization']}"})
 
     with (
-        GitHubClient(token=TOKEN, transport=httpx.MockTransport(echo)) as client,
+        GitHubClient(token=Secret(TOKEN), transport=httpx.MockTransport(echo)) as client,
         pytest.raises(ApiError) as caught,
     ):
         client.repository("obra/superpowers")
     assert caught.value.kind is ErrorKind.PERMANENT
     assert "blocked: Bearer ***" in str(caught.value)
     assert TOKEN not in str(caught.value)
+
+
+def test_a_token_in_a_transport_error_or_the_client_repr_is_masked() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"proxy refused {request.headers['authorization']}")
+
+    with (
+        GitHubClient(token=Secret(TOKEN), transport=httpx.MockTransport(refuse)) as client,
+        pytest.raises(ApiError, match="cannot reach") as caught,
+    ):
+        assert TOKEN not in repr(client)
+        client.repository("obra/superpowers")
+    error = caught.value
+    assert error.kind is ErrorKind.TRANSIENT
+    shown = " ".join([str(error), repr(error), *map(str, error.args)])
+    assert TOKEN not in shown and "proxy refused Bearer ***" in shown

@@ -29,6 +29,7 @@ from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_in
 from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, BATCH_OP_NAME
 from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
 from skillmeat_pipeline.lib.catalog.store import Catalog, sources
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.fetch.git.heads import (
     BatchHeadLister,
@@ -242,6 +243,24 @@ def test_batch_lister_kills_a_lookup_that_never_ends_at_the_budget(setup: Setup)
     assert LOCAL[0] not in answers  # not answered in time
     assert all(answers[k].commit_sha for k in LOCAL[1:4])
     assert "404" in (answers["missing/repo"].error or "")
+
+
+def test_batch_lister_sends_a_secret_token_and_never_shows_it(repos_root: Path):
+    token = "s3cr3t-heads-TOKEN-0123456789"
+    slug = LOCAL[0]
+    with GitHttpServer(repos_root, token=token) as git:
+        url = git.url_for(slug)
+        queries = [
+            HeadQuery("with-token", url, token=Secret(token)),
+            HeadQuery("without-token", url),
+        ]
+        assert token not in repr(queries)
+        answers = BatchHeadLister(max_parallel=2)(queries, 20.0)
+    assert answers["with-token"].commit_sha == str(
+        pygit2.Repository(str(repos_root / f"{slug}.git")).head.target
+    )
+    error = answers["without-token"].error or ""
+    assert "no token" in error and token not in error
 
 
 # -- 5,000 sources: a fake head lister in the polling logic and in the sensor ---------------------

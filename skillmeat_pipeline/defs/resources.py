@@ -2,7 +2,6 @@
 (libgit2 and the API), telemetry and head polling. Secrets come from the environment at run time,
 never from run config."""
 
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
 from skillmeat_pipeline.lib.fetch.git.heads import (
     DEFAULT_MAX_PARALLEL,
@@ -20,11 +20,8 @@ from skillmeat_pipeline.lib.fetch.git.heads import (
     HeadLister,
 )
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
-from skillmeat_pipeline.lib.observability.telemetry import (
-    Telemetry,
-    configure_logging,
-    set_log_context,
-)
+from skillmeat_pipeline.lib.observability.logs import configure_logging, set_log_context
+from skillmeat_pipeline.lib.observability.telemetry import Telemetry
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings
 
 
@@ -79,7 +76,7 @@ class FetchersResource(dg.ConfigurableResource):
             )
         self._fetchers = Fetchers(
             github=GitHubClient.from_env(),
-            token=os.environ.get("GITHUB_TOKEN") or None,
+            token=Secret.from_env("GITHUB_TOKEN"),
             settings=settings,
         )
 
@@ -119,7 +116,8 @@ class TelemetryResource(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         telemetry, self._telemetry = self._telemetry, None
-        if telemetry is not None and not telemetry.close(self.flush_timeout_seconds):
+        flushed = telemetry is None or telemetry.close(self.flush_timeout_seconds)
+        if not flushed and context.log is not None:
             context.log.warning(
                 f"telemetry: spans or metrics of this run were still being exported after "
                 f"{self.flush_timeout_seconds:g} s and may be lost; check that the OTLP endpoint "

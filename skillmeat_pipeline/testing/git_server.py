@@ -29,8 +29,14 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from skillmeat_pipeline.lib.services.http import BackgroundHTTPServer, ThreadedHTTPServer
+
+if TYPE_CHECKING:
+    from socketserver import _RequestType
 
 logger = logging.getLogger(__name__)
 
@@ -87,27 +93,8 @@ class _FaultSetting:
     times: int | None  # how many more requests misbehave; None: until cleared
 
 
-class _Server(ThreadingHTTPServer):
-    # handler threads are joined by server_close(), so stop() leaves no thread behind
-    daemon_threads = False
-
-    def __init__(self, owner: GitHttpServer) -> None:
-        self.owner = owner
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request) -> None:  # type: ignore[no-untyped-def]
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+class _Server(ThreadedHTTPServer["GitHttpServer"]):
+    def handle_error(self, request: _RequestType, client_address: Any) -> None:
         # a client that went away (killed, timed out) is routine here; anything else is a bug
         if isinstance(sys.exc_info()[1], OSError):
             logger.debug("git test server: client %s went away", client_address)
@@ -115,13 +102,16 @@ class _Server(ThreadingHTTPServer):
             logger.error("git test server: request from %s failed", client_address, exc_info=True)
 
 
-class GitHttpServer:
+class GitHttpServer(BackgroundHTTPServer):
     """Smart-HTTP server over `root`, bound to 127.0.0.1 on an ephemeral port.
 
     `token`: when set, every request needs Basic `x-access-token:<token>`; others get a 401 with
     `WWW-Authenticate: Basic`. `hold_limit_s` bounds how long a silent or trickling request is held,
-    `idle_timeout_s` how long a connection may sit idle between requests.
+    `idle_timeout_s` how long a connection may sit idle between requests. `stop()` ends held
+    requests and idle connections at once and joins every handler: the request log is complete.
     """
+
+    server_class = _Server
 
     def __init__(
         self,
@@ -131,65 +121,16 @@ class GitHttpServer:
         hold_limit_s: float = 120.0,
         idle_timeout_s: float = 30.0,
     ) -> None:
+        super().__init__(_Handler, host="127.0.0.1", port=0, name="git-http-server")
         self.root = Path(root)
         self.token = token
         self.hold_limit_s = hold_limit_s
         self.idle_timeout_s = idle_timeout_s
-        self._stopping = threading.Event()
         self._faults: dict[str, _FaultSetting] = {}
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    def start(self) -> GitHttpServer:
-        if self._httpd is not None:
-            raise RuntimeError("server already started")
-        self._stopping.clear()
-        self._httpd = _Server(self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"git-http-server:{self.port}",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None or thread is None:
-            return
-        httpd.shutdown()
-        self._stopping.set()
-        # wake handlers blocked reading a keep-alive connection or writing to a client that left
-        with httpd.connections_lock:
-            open_connections = list(httpd.connections)
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        httpd.server_close()
-        thread.join()
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> GitHttpServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- addresses -------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server is not running")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def url_for(self, slug: str) -> str:
         """Clone URL of `owner/repo` (with or without `.git`)."""
@@ -272,9 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        # bounds every read and write, so a vanished client never pins a handler thread
-        self.timeout = self.server.owner.idle_timeout_s
         super().setup()
+        # bounds every read and write, so a vanished client never pins a handler thread
+        self.connection.settimeout(self.server.owner.idle_timeout_s)
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("git test server: " + format, *args)
@@ -305,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             setting = owner._fault_for(repo, self.command)
             fault = setting.fault if setting else None
             if fault is Fault.SILENT:
-                owner._stopping.wait(owner.hold_limit_s)
+                owner.stopping.wait(owner.hold_limit_s)
                 self.close_connection = True
             elif not owner._authorized(self.headers.get("Authorization")):
                 self._send_simple(401, {"WWW-Authenticate": 'Basic realm="git"'})
@@ -334,7 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -435,7 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
         give_up_at = time.monotonic() + owner.hold_limit_s
         for block in blocks:
             for offset in range(0, len(block), per_tick):
-                if owner._stopping.wait(interval) or time.monotonic() > give_up_at:
+                if owner.stopping.wait(interval) or time.monotonic() > give_up_at:
                     self.close_connection = True
                     raise ConnectionAbortedError("server stopping or hold limit reached")
                 self._send_chunk(block[offset : offset + per_tick])

@@ -25,7 +25,8 @@ import zlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -34,9 +35,12 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pygit2
 
 from skillmeat_pipeline.lib.core.models import MODE_GITLINK, MODE_SYMLINK, MODE_TREE
+from skillmeat_pipeline.lib.services.http import BackgroundHTTPServer, ThreadedHTTPServer
 from skillmeat_pipeline.testing.git_server import add_repository
 
 HostKind = Literal["rest", "raw"]
+# request headers: `http.client.HTTPMessage` from a handler, a plain mapping in a test
+_Headers = Mapping[str, str] | Message
 
 # GitHub's documented limits for one recursive tree response
 GITHUB_TREE_ENTRY_LIMIT = 100_000
@@ -179,36 +183,32 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # an idle keep-alive connection must not pin a server thread forever
     timeout = 30
-    server: _Server
+    server: ThreadedHTTPServer[_Host]
 
     def setup(self) -> None:
         super().setup()
         # headers and body go out in separate writes; Nagle + delayed ACK would add 40 ms to each
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.emulator._track(self.connection, add=True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.emulator._track(self.connection, add=False)
 
     def do_GET(self) -> None:
-        self.server.emulator._handle(self, self.server.kind)
+        host = self.server.owner
+        host.emulator._handle(self, host.kind)
 
     def log_message(self, format: str, *args: Any) -> None:
         # the call log is the record; stderr noise would drown test output
         pass
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
+class _Host(BackgroundHTTPServer):
+    """One of the emulator's two hosts: the REST API or the raw-content host."""
 
-    def __init__(self, host: str, kind: HostKind, emulator: GitHubEmulator) -> None:
-        self.kind: HostKind = kind
+    def __init__(self, emulator: GitHubEmulator, kind: HostKind, host: str) -> None:
+        # poll_interval_s: how long close() waits for the accept loop to notice
+        super().__init__(
+            _Handler, host=host, port=0, name=f"github-emulator-{kind}", poll_interval_s=0.01
+        )
         self.emulator = emulator
-        super().__init__((host, 0), _Handler)
+        self.kind: HostKind = kind
 
 
 class GitHubEmulator:
@@ -260,9 +260,8 @@ class GitHubEmulator:
         self._faults: dict[str, _Fault] = {}
         self._redirects: dict[str, str] = {}
         self._secondary: list[tuple[int, int]] = []
-        self._connections: set[socket.socket] = set()
         self._closing = threading.Event()
-        self._servers: list[tuple[_Server, threading.Thread]] = []
+        self._hosts: dict[HostKind, _Host] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -279,53 +278,28 @@ class GitHubEmulator:
         self.close()
 
     def start(self) -> None:
-        if self._servers:
+        if self._hosts:
             return
         self._closing.clear()
-        for kind in ("rest", "raw"):
-            server = _Server(self._host, kind, self)
-            thread = threading.Thread(
-                target=server.serve_forever,
-                # how long close() waits for the accept loop to notice
-                kwargs={"poll_interval": 0.01},
-                name=f"github-emulator-{kind}",
-                daemon=True,
-            )
-            thread.start()
-            self._servers.append((server, thread))
+        try:
+            for kind in ("rest", "raw"):
+                self._hosts[kind] = _Host(self, kind, self._host).start()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
+        # delayed answers stop waiting; each host ends its keep-alive connections and threads
         self._closing.set()
-        stoppers = [threading.Thread(target=server.shutdown) for server, _ in self._servers]
-        for stopper in stoppers:
-            stopper.start()
-        for stopper in stoppers:
-            stopper.join()
-        for _, thread in self._servers:
-            thread.join()
-        # keep-alive connections would otherwise hold their handler threads until the client leaves
-        with self._lock:
-            open_connections = list(self._connections)
-        for connection in open_connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        for server, _ in self._servers:
-            server.server_close()
-        self._servers.clear()
-
-    def _track(self, connection: socket.socket, *, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
+        for host in self._hosts.values():
+            host.stop()
+        self._hosts.clear()
 
     def _url(self, kind: HostKind) -> str:
-        for server, _ in self._servers:
-            if server.kind == kind:
-                host, port = server.server_address[:2]
-                return f"http://{host}:{port}"
-        raise RuntimeError("the GitHub emulator is not running; use it as a context manager")
+        host = self._hosts.get(kind)
+        if host is None:
+            raise RuntimeError("the GitHub emulator is not running; use it as a context manager")
+        return host.base_url
 
     @property
     def api_url(self) -> str:
@@ -450,7 +424,7 @@ class GitHubEmulator:
         }
 
     def _rest(
-        self, path: str, query: str, token: str | None, headers: Mapping[str, str]
+        self, path: str, query: str, token: str | None, headers: _Headers
     ) -> tuple[_Reply, bool, str | None]:
         request_id = hashlib.sha1(f"{time.time_ns()}{path}".encode()).hexdigest()[:16].upper()
         if token is not None and self._tokens is not None and token not in self._tokens:
@@ -614,9 +588,11 @@ class GitHubEmulator:
 
     def _repository_json(self, repo: _Repo, git: pygit2.Repository) -> dict[str, Any]:
         try:
-            default_branch = git.references["HEAD"].target.removeprefix("refs/heads/")
-        except (KeyError, AttributeError):
-            default_branch = "main"
+            target = git.references["HEAD"].target
+        except KeyError:
+            target = None
+        # a detached HEAD (an object id, not a ref name) names no branch
+        default_branch = target.removeprefix("refs/heads/") if isinstance(target, str) else "main"
         api = f"{self.api_url}/repos/{repo.full_name}"
         private = repo.full_name.lower() in self._private
         owner_id = zlib.crc32(repo.owner.lower().encode()) & 0x7FFFFFFF
@@ -780,7 +756,7 @@ class GitHubEmulator:
         if not path:
             return _json_reply(200, self._listing(repo, commit.tree, "", ref_name))
         try:
-            obj = commit.tree[path]
+            obj: pygit2.Object = commit.tree[path]
         except KeyError:
             raise _error(
                 404, "Not Found", f"{_DOCS}/repos/contents#get-repository-content"
@@ -789,7 +765,7 @@ class GitHubEmulator:
         if mode == MODE_TREE:
             return _json_reply(200, self._listing(repo, obj, path + "/", ref_name))
         if mode == MODE_SYMLINK:
-            target = obj.data.decode(errors="replace")
+            target = obj.read_raw().decode(errors="replace")
             pointee = self._symlink_target(commit.tree, path, target)
             # GitHub serves the target file for a symlink to a file, else describes the link
             if pointee is not None:
@@ -856,7 +832,7 @@ class GitHubEmulator:
     # -- raw host ----------------------------------------------------------------------------------
 
     def _raw(
-        self, path: str, token: str | None, headers: Mapping[str, str]
+        self, path: str, token: str | None, headers: _Headers
     ) -> tuple[_Reply, bool, str | None]:
         parts = [unquote(p) for p in path.strip("/").split("/")]
         valid_token = token is not None and (self._tokens is None or token in self._tokens)
@@ -890,6 +866,6 @@ class GitHubEmulator:
                 etag = f'"{obj.id}"'
                 if _etag_matches(headers.get("If-None-Match"), etag):
                     return _Reply(304, etag=etag), False, repo.full_name
-                reply = _Reply(200, obj.data, "text/plain; charset=utf-8", etag=etag)
+                reply = _Reply(200, obj.read_raw(), "text/plain; charset=utf-8", etag=etag)
                 return reply, False, repo.full_name
         return not_found, False, repo.full_name

@@ -12,7 +12,6 @@ the sources in run config, `SOURCES_PER_RUN` a run, never one run per source.
 """
 
 import json
-import os
 import time
 
 import dagster as dg
@@ -33,6 +32,7 @@ from skillmeat_pipeline.defs.resources import (
     HeadPollingResource,
     SourcesFileResource,
 )
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git.heads import (
     HeadCursor,
     HeadQuery,
@@ -62,7 +62,7 @@ def sources_sync_sensor(
     if not added and not removed:
         return dg.SkipReason(f"partitions equal the sources file ({len(configured)} sources)")
     context.log.info(f"sources file: {len(added)} new, {len(removed)} removed")
-    requests = []
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if added:
         requests.append(marketplace_sources.build_add_request(added))
     if removed:
@@ -79,7 +79,7 @@ def sources_sync_sensor(
 
 def head_queries(sources_file: SourcesFileResource) -> dict[str, HeadQuery]:
     """A head lookup per configured source; the token goes to GitHub sources only."""
-    token = os.environ.get("GITHUB_TOKEN") or None
+    token = Secret.from_env("GITHUB_TOKEN")
     return {
         source.key: HeadQuery(
             source.key, source.url, source.ref, token=token if source.github else None

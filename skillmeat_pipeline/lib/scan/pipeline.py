@@ -35,6 +35,7 @@ from skillmeat_pipeline.lib.core.models import (
     TreeSnapshot,
 )
 from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import SourceConfig, github_base_url
 from skillmeat_pipeline.lib.core.strategy import (
     DEFAULT_MAX_CLONE_MB,
@@ -102,10 +103,10 @@ class Fetchers:
     """Where trees come from: libgit2 (token for GitHub hosts only) and the GitHub API."""
 
     github: GitHubClient
-    token: str | None = None
+    token: Secret | None = None
     settings: ScanSettings = field(default_factory=ScanSettings)
 
-    def token_for(self, source: SourceConfig) -> str | None:
+    def token_for(self, source: SourceConfig) -> Secret | None:
         return self.token if source.github else None
 
 

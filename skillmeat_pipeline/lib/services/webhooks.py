@@ -30,16 +30,21 @@ import hmac
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceLocation
+from skillmeat_pipeline.lib.services.http import BackgroundHTTPServer, ThreadedHTTPServer
+
+if TYPE_CHECKING:
+    from socketserver import _RequestType
 
 logger = logging.getLogger(__name__)
 
@@ -179,34 +184,36 @@ class WebhookReceiver:
         ]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins every handler thread
-    block_on_close = True
-
-    def __init__(self, owner: WebhookServer, host: str, port: int) -> None:
-        self.owner = owner
+class _Server(ThreadedHTTPServer["WebhookServer"]):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        owner: WebhookServer,
+    ) -> None:
         self.slots = threading.BoundedSemaphore(owner.max_connections)
-        super().__init__((host, port), _Handler)
+        super().__init__(address, handler, owner)
 
-    def process_request(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+    def process_request(self, request: _RequestType, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):
             # no thread for it: answer 503 at once and close
             with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                    b"Connection: close\r\n\r\n"
-                )
+                if isinstance(request, socket.socket):
+                    request.sendall(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                        b"Connection: close\r\n\r\n"
+                    )
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
 
-    def process_request_thread(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+    def process_request_thread(self, request: _RequestType, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
 
-    def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
+    def handle_error(self, request: _RequestType, client_address: Any) -> None:
         logger.warning("webhook server: request from %s failed", client_address, exc_info=True)
 
 
@@ -215,8 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.owner.read_timeout_s  # every socket read and write
         super().setup()
+        self.connection.settimeout(self.server.owner.read_timeout_s)  # every read and write
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("webhook server: " + format, *args)
@@ -291,13 +298,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-class WebhookServer:
+class WebhookServer(BackgroundHTTPServer):
     """The receiver behind an HTTP/1.1 server (stdlib), for `skillmeat-pipeline webhook-server`.
 
     `port=0` binds a free port (see `.port`). At most `max_connections` requests are served at
-    once; more get a 503. Every answer closes its connection. `stop()` stops accepting, lets the
-    requests in progress finish and joins every handler thread.
+    once; more get a 503. Every answer closes its connection. `stop()` stops accepting and lets
+    the requests in progress finish (each is bounded by the read timeout and the body deadline),
+    then joins every handler thread.
     """
+
+    server_class = _Server
 
     def __init__(
         self,
@@ -312,54 +322,25 @@ class WebhookServer:
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
+        grace_s = read_timeout_s + body_deadline_s
+        super().__init__(
+            _Handler,
+            host=host,
+            port=port,
+            name="webhook-server",
+            grace_s=grace_s,
+            stop_timeout_s=grace_s + 5.0,
+        )
         self.receiver = receiver
-        self.host = host
-        self.requested_port = port
         self.path = path
         self.max_connections = max_connections
         self.read_timeout_s = read_timeout_s
         self.body_deadline_s = body_deadline_s
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> WebhookServer:
-        if self._httpd is not None:
-            raise RuntimeError("webhook server already started")
-        self._httpd = _Server(self, self.host, self.requested_port)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"webhook-server:{self.port}",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None or thread is None:
-            return
-        httpd.shutdown()
-        thread.join()
-        # requests in progress finish (bounded by the read timeout and body deadline), then
-        # server_close() joins their threads; connections are never kept alive
-        httpd.server_close()
-        self._httpd = self._thread = None
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("webhook server is not running")
-        return int(self._httpd.server_address[1])
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.path}"
-
-    def __enter__(self) -> WebhookServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        """Where GitHub delivers: the hook's path on this server."""
+        return f"{self.base_url}{self.path}"
 
 
 def secret_from_env(environ: Mapping[str, str] | None = None) -> str:

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from skillmeat_pipeline.lib.core.secrets import Secret, redact
+
 if TYPE_CHECKING:
     import pygit2
 
@@ -51,7 +53,6 @@ _ORPHAN_GRACE_S = 5.0
 # the cap), so a caller's thread count sizes the pool and no job waits for a new interpreter
 _MIN_IDLE_WORKERS = 4
 _MAX_IDLE_WORKERS = 32
-_CREDENTIALS_IN_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
 _HTTP_STATUS = re.compile(r"unexpected http status code: (\d{3})")
 _GIT_ERROR_INVALID = 3  # libgit2 GIT_ERROR_INVALID
 
@@ -213,11 +214,6 @@ def libgit2_status() -> Libgit2Status:
     return Libgit2Status(usable=problem is None, version=version, problem=problem)
 
 
-def scrub_credentials(text: str) -> str:
-    """`text` with the `user:password@` part of every URL in it removed."""
-    return _CREDENTIALS_IN_URL.sub(r"\1", text)
-
-
 def display_url(url: str) -> str:
     """`url` without user, password, query or fragment: safe for logs, errors and metadata."""
     parts = urlsplit(url)
@@ -226,7 +222,7 @@ def display_url(url: str) -> str:
     except ValueError:
         port = None
     if not parts.scheme or not parts.hostname:
-        return scrub_credentials(url)
+        return redact(url)
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     netloc = f"{host}:{port}" if port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
@@ -236,7 +232,7 @@ def resolve_head(
     url: str,
     ref: str | None = None,
     *,
-    token: str | None = None,
+    token: Secret | None = None,
     settings: CloneSettings | None = None,
 ) -> RemoteHead:
     """The commit `ref` (branch or tag; default: the remote's HEAD branch) points at on `url`.
@@ -255,7 +251,7 @@ def clone_source(
     url: str,
     *,
     ref: str | None = None,
-    token: str | None = None,
+    token: Secret | None = None,
     settings: CloneSettings | None = None,
 ) -> Iterator[ClonedSource]:
     """Clone `ref` of `url` bare at depth 1 into a private temp dir, removed when the block ends.
@@ -306,6 +302,18 @@ def clone_source(
 # -- parent side -----------------------------------------------------------------------------
 
 
+def job_line(job: Mapping[str, Any]) -> bytes:
+    """One job as the JSON line a worker reads: the one place a token is revealed to a worker
+    (through its stdin, never argv or the environment)."""
+
+    def reveal(value: object) -> str:
+        if isinstance(value, Secret):
+            return value.reveal()
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    return json.dumps(job, default=reveal).encode() + b"\n"
+
+
 def _require_libgit2(op: str, url: str) -> None:
     status = libgit2_status()
     if not status.usable:
@@ -335,7 +343,7 @@ def _execute(
     op: str,
     url: str,
     ref: str | None,
-    token: str | None,
+    token: Secret | None,
     settings: CloneSettings,
     budget_s: float,
     dest: Path | None,
@@ -378,7 +386,7 @@ def clone_error(
     """A `CloneError` naming the operation, the URL (no credentials) and the next step."""
     action = "cloning" if op == "clone" else "listing the heads of"
     # `detail` may quote libgit2, which may quote a URL
-    detail = scrub_credentials(detail)
+    detail = redact(detail)
     return CloneError(
         f"{action} {display_url(url)} failed: {detail}. {_NEXT_STEP[reason]}", kind, reason
     )
@@ -420,7 +428,7 @@ class _Worker:
         """The worker's reply, or None when `deadline` passed first."""
         assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(json.dumps(job).encode() + b"\n")
+            self.process.stdin.write(job_line(job))
         except OSError:
             raise self._lost() from None
         fd = self.process.stdout.fileno()
@@ -436,7 +444,8 @@ class _Worker:
             if not chunk:
                 raise self._lost()
             received += chunk
-        return json.loads(received)
+        reply: dict[str, Any] = json.loads(received)
+        return reply
 
     def _lost(self) -> _WorkerLost:
         self.close()
@@ -551,7 +560,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import pygit2
     from pygit2.enums import Option
 
-    guard = _Guard(job["token"], job["url"], job["soft_deadline"])
+    token = job["token"]
+    guard = _Guard(Secret(token) if token is not None else None, job["url"], job["soft_deadline"])
     try:
         # process-global options: a worker runs one job at a time, so setting them here is safe
         pygit2.option(Option.SET_SERVER_CONNECT_TIMEOUT, job["connect_timeout_ms"])
@@ -592,7 +602,7 @@ def _fetch(job: dict[str, Any], callbacks: pygit2.RemoteCallbacks) -> dict[str, 
 class _Guard:
     """The credentials and progress callbacks of one job."""
 
-    def __init__(self, token: str | None, url: str, soft_deadline: float) -> None:
+    def __init__(self, token: Secret | None, url: str, soft_deadline: float) -> None:
         self.token = token
         self.host = urlsplit(url).hostname
         self.soft_deadline = soft_deadline
@@ -602,7 +612,8 @@ class _Guard:
     def callbacks(self) -> pygit2.RemoteCallbacks:
         import pygit2
 
-        callbacks = pygit2.RemoteCallbacks(credentials=self.credentials)
+        # pygit2 calls `credentials` (a credential object is callable too); its stubs want one
+        callbacks = pygit2.RemoteCallbacks(credentials=self.credentials)  # type: ignore[arg-type]
         callbacks.transfer_progress = self.transfer_progress  # type: ignore[method-assign]
         # pygit2 decodes server progress text as UTF-8 before any callback sees it, and aborts the
         # clone on bytes it cannot decode; nothing here reads that text
@@ -627,7 +638,8 @@ class _Guard:
             )
         if not allowed_types & CredentialType.USERPASS_PLAINTEXT:
             raise _RefusedCredentials("the server does not accept a token for this URL")
-        return pygit2.UserPass(TOKEN_USERNAME, self.token)
+        # the one place the token is revealed: the answer to the URL's own host
+        return pygit2.UserPass(TOKEN_USERNAME, self.token.reveal())
 
     def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
         self.received_bytes = stats.received_bytes
@@ -657,10 +669,8 @@ def _pick_ref(heads: list[Any], ref: str | None) -> tuple[str, str]:
 def _classify(exc: Exception, guard: _Guard) -> tuple[FailureKind, CloneReason, str]:
     import pygit2
 
-    message = str(exc)
-    if guard.token:
-        # none of libgit2's messages was seen quoting a credential; this one never will
-        message = message.replace(guard.token, "***")
+    # none of libgit2's messages was seen quoting a credential; this one never will
+    message = redact(str(exc), [guard.token])
     received_bytes = guard.received_bytes
     if isinstance(exc, _Deadline):
         detail = f"time limit reached after {received_bytes} bytes of the pack"

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class HeadQuery:
     key: str
     url: str
     ref: str | None = None
-    token: str | None = field(default=None, repr=False)
+    token: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +287,7 @@ class BatchHeadLister:
         try:
             assert process.stdin is not None and process.stdout is not None
             # tokens go through the pipe, never argv or the environment
-            if _write_all(process.stdin, json.dumps(request).encode() + b"\n", deadline):
+            if _write_all(process.stdin, clone.job_line(request), deadline):
                 for reply in _read_lines(process.stdout, deadline, len(queries)):
                     query = queries[reply["i"]]
                     answers[query.key] = _answer(query, reply)

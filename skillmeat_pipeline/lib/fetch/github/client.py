@@ -30,6 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from skillmeat_pipeline.lib.core.models import TreeEntry
+from skillmeat_pipeline.lib.core.secrets import Secret, redact
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ class GitHubClient:
         *,
         api_url: str = DEFAULT_API_URL,
         raw_url: str = DEFAULT_RAW_URL,
-        token: str | None = None,
+        token: Secret | None = None,
         call_budget: int = DEFAULT_CALL_BUDGET,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         etag_cache: EtagCache | None = None,
@@ -308,7 +309,7 @@ class GitHubClient:
         self.api_url = api_url.rstrip("/")
         self.raw_url = raw_url.rstrip("/")
         self.call_budget = call_budget
-        self._token = token or None
+        self._token = token or None  # an empty secret is no token
         self._etags: EtagCache = etag_cache if etag_cache is not None else MemoryEtagCache()
         self._lock = threading.Lock()
         self._totals = ApiTotals()
@@ -340,7 +341,7 @@ class GitHubClient:
         return cls(
             api_url=os.environ.get("SKILLMEAT_GITHUB_API_URL") or DEFAULT_API_URL,
             raw_url=os.environ.get("SKILLMEAT_GITHUB_RAW_URL") or DEFAULT_RAW_URL,
-            token=os.environ.get("GITHUB_TOKEN") or None,
+            token=Secret.from_env("GITHUB_TOKEN"),
             call_budget=call_budget,
             timeout=timeout,
             etag_cache=etag_cache,
@@ -568,7 +569,8 @@ class GitHubClient:
             self._reserve(scan, host, what)
             request_headers = dict(headers)
             if self._token is not None and _origin(url) == home:
-                request_headers["Authorization"] = f"Bearer {self._token}"
+                # the one place the token is revealed: a request to its own host
+                request_headers["Authorization"] = f"Bearer {self._token.reveal()}"
             try:
                 response = self._http.get(url, headers=request_headers)
             except httpx.TimeoutException as exc:
@@ -582,7 +584,7 @@ class GitHubClient:
                 self._count_response(scan, host, None)
                 raise ApiError(
                     f"{scan.repo}: {what} failed: cannot reach {urlsplit(url).netloc} "
-                    f"({type(exc).__name__}: {self._scrub(str(exc))}); retry later",
+                    f"({type(exc).__name__}: {redact(str(exc), [self._token])}); retry later",
                     kind=ErrorKind.TRANSIENT,
                     repo=scan.repo,
                 ) from None
@@ -666,7 +668,8 @@ class GitHubClient:
 
     def _error(self, response: httpx.Response, repo: str, what: str) -> ApiError:
         status = response.status_code
-        message = self._scrub(_github_message(response))
+        # GitHub never echoes a token, but a proxy or a foreign host might
+        message = redact(_github_message(response), [self._token])
         detail = f"GitHub answered {status}" + (f" ({message})" if message else "")
         rate_limited = self._rate_limit_error(response, repo, what, detail)
         if rate_limited is not None:
@@ -729,10 +732,6 @@ class GitHubClient:
             repo=repo,
             status=status,
         )
-
-    def _scrub(self, text: str) -> str:
-        # GitHub never echoes a token, but a proxy or a foreign host might
-        return text.replace(self._token, "***") if self._token else text
 
 
 def _check_repo_name(repo: str) -> None:
