@@ -28,13 +28,12 @@ from click.testing import CliRunner, Result
 from skillmeat_pipeline.cli import main
 from skillmeat_pipeline.testing.git_server import GitHttpServer, closed_port
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
-from skillmeat_pipeline_tests.conftest import corpus_dir
+from skillmeat_pipeline_tests.conftest import corpus_dir, corpus_table
 
 # artifact counts from the corpus README; the largest one is the API path's 100+-artifact source
 CORPUS_COUNTS = {
-    "obra+superpowers": 16,
-    "anthropics+claude-code": 60,
-    "anthropics+claude-plugins-official": 153,
+    name: corpus_table()[name]["artifacts"]
+    for name in ("obra+superpowers", "anthropics+claude-code", "anthropics+claude-plugins-official")
 }
 LARGE = "anthropics+claude-plugins-official"
 SMALL = "obra+superpowers"
