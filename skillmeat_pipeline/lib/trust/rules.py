@@ -108,9 +108,14 @@ class Trigger:
         return len(self.lead) if self.lead_width < 0 else self.lead_width
 
     def body(self) -> bytes:
-        """The regex after the pivot byte."""
-        behind = b"(?<=" + self.lead + re.escape(self.literal[:1]) + b")" if self.lead else b""
-        return behind + re.escape(self.literal[1:]) + self.rest
+        """The regex after the pivot byte: the rest of the literal first (so that a failing
+        candidate is dropped on its next byte), then the look-behind, then `rest`."""
+        behind = b"(?<=" + self.lead + re.escape(self.literal) + b")" if self.lead else b""
+        return re.escape(self.literal[1:]) + behind + self.rest
+
+    def full(self) -> bytes:
+        """The whole trigger, matched from where the lead starts."""
+        return self.lead + re.escape(self.literal) + self.rest
 
 
 @dataclass(frozen=True)
@@ -240,7 +245,7 @@ TRIGGERS: dict[str, Trigger] = {
     "iex": _T(b"x", rb"\b", lead=b"ie"),
     "exec": _T(b"xec", rb"[ \t]*\(", lead=b"e"),
     "eval": _T(b"val", rb"[ \t]*\(", lead=b"e"),
-    "env": _T(b"v", rb"(?:iron)?\b", lead=b"en"),
+    "env": _T(b"v", rb"(?:iron)?[ \t]*\)", lead=b"en"),
     "dotpath": _T(
         b"/.",
         rb"(?:ssh\b|aws/|config/gcloud|netrc\b|git-credentials|docker/config\.json|kube/config"
@@ -250,13 +255,13 @@ TRIGGERS: dict[str, Trigger] = {
     "dev": _T(b"/dev/", rb"(?:sd|nvme|hd|disk|rdisk|mmcblk|xvd|vd)"),
     "launchd": _T(b"/library/launch", rb"(?:agents|daemons)"),
     "cron_dir": _T(b"/etc/cron", rb"(?:\.d|tab)"),
-    "url": _T(b"://", rb"(?:\[|\d|metadata\.google\.internal)"),
-    "rm": _T(b"m", rb"[ \t]+-", lead=b"r"),
+    "url": _T(b"//", rb"(?:\[|\d|metadata\.google\.internal)", lead=b":"),
+    "rm": _T(b"m ", rb"[ \t]*-", lead=b"r"),
     "chmod": _T(b"mod", rb"\b", lead=b"ch"),
-    "crontab": _T(b"b", rb"\b", lead=b"cronta"),
+    "crontab": _T(b"b ", rb"", lead=b"cronta"),
     "sudo": _T(b"udo", rb"\b", frozenset({CODE, CONFIG}), lead=b"s"),
     "keychain": _T(
-        b"y", rb"[ \t]+(?:find-(?:generic|internet)-password|dump-keychain)", lead=b"securit"
+        b"urity", rb"[ \t]+(?:find-(?:generic|internet)-password|dump-keychain)", lead=b"sec"
     ),
     "ignore": _T(
         b"gnore",
@@ -278,13 +283,13 @@ TRIGGERS: dict[str, Trigger] = {
     ),
     "user": _T(b"user", rb"\b", ALL_KINDS, lead=b"the "),
     "comment": _T(b"!--", b"", frozenset({MARKDOWN}), lead=b"<"),
-    "bypass": _T(b"ypasspermissions", b"", lead=b"b"),
-    "dangerously": _T(b"y", rb"[-_]?skip[-_]?permissions", lead=b"dangerousl"),
+    "bypass": _T(b"missions", lead=b"bypassper"),
+    "dangerously": _T(b"gerously", rb"[-_]?skip[-_]?permissions", lead=b"dan"),
     # secrets (checked case-sensitively on the original bytes by the rules)
     "aws_key": _T(b"kia", rb"[0-9a-z]{16}\b", ALL_KINDS, lead=b"a"),
     "google_key": _T(b"za", rb"[0-9a-z_-]{35}", ALL_KINDS, lead=b"ai"),
-    "github_token": _T(b"_", rb"[0-9a-z]{36}", ALL_KINDS, lead=rb"gh[pousr]", lead_width=3),
-    "github_pat": _T(b"_pat_", rb"[0-9a-z_]{22}", ALL_KINDS, lead=b"github"),
+    "github_token": _T(b"gh", rb"[pousr]_[0-9a-z]{36}", ALL_KINDS),
+    "github_pat": _T(b"github_pat_", rb"[0-9a-z_]{22}", ALL_KINDS),
     "sk_key": _T(b"k-", rb"[0-9a-z_-]{20}", ALL_KINDS, lead=b"s"),
     "slack_token": _T(b"xox", rb"[bpars]-[0-9]", ALL_KINDS),
     "private_key": _T(b"gin", rb"[ a-z0-9]{0,30}private key", ALL_KINDS, lead=b"-----be"),
@@ -295,6 +300,7 @@ ZERO_WIDTH = re.compile(rb"\xe2(?:\x80[\x8b-\x8f]|\x81[\xa0-\xa4])")
 BIDI_CONTROL = re.compile(rb"\xe2(?:\x80[\xaa-\xae]|\x81[\xa6-\xa9])")
 TAG_CHARACTERS = re.compile(rb"\xf3\xa0[\x80\x81][\x80-\xbf]")
 ZWJ = b"\xe2\x80\x8d"
+INVISIBLE = re.compile(rb"\xe2(?:\x80[\x8b-\x8f\xaa-\xae]|\x81[\xa0-\xa4\xa6-\xa9])")
 
 # Secret-named keys with a literal value in JSON, YAML, TOML and .env files (original bytes).
 CONFIG_SECRET = re.compile(

@@ -1,9 +1,10 @@
 """The trust rules engine: findings for a set of files (paths relative to the repository root).
 
 Work is bounded whatever the input: files over 256 KB and binary files are skipped, a line longer
-than 4,000 bytes is only looked at in a 4,000-byte window around each match, a file yields at most
-MAX_HITS_PER_FILE trigger matches and MAX_FINDINGS_PER_RULE findings per rule, JSON is parsed only
-for the few manifest names (and a nesting too deep for the parser is a skipped file, not a crash).
+than 4,000 bytes is only looked at in a 1,000-byte window around each match, a file yields at most
+MAX_HITS_PER_FILE trigger matches per pivot (MAX_HITS_PER_LINE per line) and MAX_FINDINGS_PER_RULE
+findings per rule, JSON is parsed only for the few manifest names (and a nesting too deep for the
+parser is a skipped file, not a crash).
 Every regex is led by a literal and has bounded repetitions only, so none can backtrack
 catastrophically.
 """
@@ -19,16 +20,19 @@ from typing import Any
 
 from skillmeat_pipeline.lib.trust import rules as R
 from skillmeat_pipeline.lib.trust.findings import Finding, risk_of
-from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID, TRIGGERS, Hit, Rule
+from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID, TRIGGERS, Hit, Rule, Trigger
 from skillmeat_pipeline.lib.trust.text import excerpt
 
 __all__ = ["MAX_FILE_BYTES", "file_kind", "findings_for_files", "risk_of"]
 
 MAX_FILE_BYTES = 256 * 1024
 MAX_LINE = 4000
-MAX_HITS_PER_FILE = 5000
+LONG_LINE_WINDOW = 1000  # bytes looked at around a match on a line longer than MAX_LINE
+MAX_HITS_PER_FILE = 2000
+MAX_HITS_PER_LINE = 20
 MAX_FINDINGS_PER_RULE = 100
 _BINARY_SHARE = 0.1  # of replacement characters after decoding: more means not text
+_SNIFF_BYTES = 8192
 
 _MARKDOWN_SUFFIXES = (".md", ".mdx", ".markdown")
 _PROSE_SUFFIXES = (".txt", ".rst", ".adoc")
@@ -111,17 +115,28 @@ def file_kind(path: str) -> str:
 
 
 @cache
-def _trigger_regexes(kind: str) -> tuple[re.Pattern[bytes], ...]:
-    """The triggers of `kind`, one regex per distinct first byte (each a C-level literal search)."""
-    groups: dict[bytes, list[tuple[str, bytes]]] = {}
+def _trigger_regexes(kind: str) -> tuple[tuple[re.Pattern[bytes], tuple[_Member, ...]], ...]:
+    """The triggers of `kind`, one regex per pivot byte (each a C-level literal search).
+
+    The joined regex has no groups (a group would stop the regex engine from skipping, on the
+    next byte, the alternatives that cannot match); which trigger matched is found by matching
+    each member's own regex at the hit, which only runs on the few hits.
+    """
+    groups: dict[bytes, list[tuple[str, Trigger]]] = {}
     for name, trigger in TRIGGERS.items():
         if kind in trigger.kinds and _listeners(name, kind):
-            groups.setdefault(trigger.literal[:1], []).append((name, trigger.body()))
+            groups.setdefault(trigger.literal[:1], []).append((name, trigger))
     compiled = []
     for first, members in sorted(groups.items()):
-        alternatives = b"|".join(b"(?P<%s>%s)" % (n.encode(), body) for n, body in members)
-        compiled.append(re.compile(re.escape(first) + b"(?:" + alternatives + b")"))
+        alternatives = b"|".join(trigger.body() for _, trigger in members)
+        regex = re.compile(re.escape(first) + b"(?:" + alternatives + b")")
+        compiled.append(
+            (regex, tuple((n, t.width_before, re.compile(t.full())) for n, t in members))
+        )
     return tuple(compiled)
+
+
+_Member = tuple[str, int, "re.Pattern[bytes]"]
 
 
 @cache
@@ -162,10 +177,13 @@ def is_text(path: str, data: bytes) -> bool:
         return False
     if data.isascii():
         return True
+    head = data[:_SNIFF_BYTES]  # like git, judge by the start of the file
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("utf-8", "replace")
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start >= len(head) - 3:  # a character cut by the sniff window
+            return True
+        text = head.decode("utf-8", "replace")
         return text.count("\ufffd") <= _BINARY_SHARE * len(text)
     return True
 
@@ -181,6 +199,7 @@ class _FileScan:
         self._regions: list[tuple[int, int]] | None = None
         self._line_starts: list[int] | None = None
         self._counts: dict[str, int] = {}
+        self._line_hits: dict[int, int] = {}
         self.out: list[Finding] = []
 
     @classmethod
@@ -221,39 +240,51 @@ class _FileScan:
     # -- findings -------------------------------------------------------------------------
 
     def findings(self) -> list[Finding]:
-        hits = 0
-        for regex in _trigger_regexes(self.kind):
-            for match in regex.finditer(self.low):
-                hits += 1
-                if hits > MAX_HITS_PER_FILE:
+        low = self.low
+        for regex, members in _trigger_regexes(self.kind):
+            # a budget per pivot: padding a file with one word cannot hide another rule's match
+            for hits, match in enumerate(regex.finditer(low)):
+                if hits >= MAX_HITS_PER_FILE:
                     break
-                self._consider(match)
+                pivot = match.start()
+                for name, width, member in members:
+                    found = member.match(low, pivot - width) if pivot >= width else None
+                    if found is not None:
+                        self._consider(name, found)
+                        break
         if not self.data.isascii():
             self._invisible_characters()
         if self.kind == R.CONFIG:
             self._config_secrets()
         return self.out
 
-    def _consider(self, match: re.Match[bytes]) -> None:
-        trigger = match.lastgroup or ""
+    def _consider(self, trigger: str, match: re.Match[bytes]) -> None:
         spec = TRIGGERS[trigger]
-        position = match.start() - spec.width_before
+        position = match.start()
         if position > 0 and (spec.lead or spec.literal)[:1].isalpha():
             previous = self.low[position - 1 : position]
             if previous.isalnum():
                 return  # inside a longer word
         start, end = self.line_bounds(position)
+        per_line = self._line_hits.get(start, 0)
+        if per_line >= MAX_HITS_PER_LINE:
+            return
+        self._line_hits[start] = per_line + 1
         if end - start > MAX_LINE:
-            start = max(start, position - MAX_LINE // 2)
-            end = min(end, start + MAX_LINE)
-        context, region = self._context(position, start)
+            start = max(start, position - LONG_LINE_WINDOW // 2)
+            end = min(end, start + LONG_LINE_WINDOW)
+        context: str | None = None
+        region: tuple[int, int] | None = None
         line = self.low[start:end]
         hit: Hit | None = None
         for rule in _listeners(trigger, self.kind):
-            if context not in rule.contexts:
-                continue
-            if rule.command and self._quiet_command(line, position - start, context, region, start):
-                continue
+            if rule.contexts != R.ANYWHERE or rule.command:
+                if context is None:
+                    context, region = self._context(position, start)
+                if context not in rule.contexts:
+                    continue
+                if rule.command and self._quiet_command(line, position - start, region, start):
+                    continue
             if self._counts.get(rule.id, 0) >= MAX_FINDINGS_PER_RULE:
                 continue
             if hit is None:
@@ -279,7 +310,6 @@ class _FileScan:
         self,
         line: bytes,
         column: int,
-        context: str,
         region: tuple[int, int] | None,
         line_start: int,
     ) -> bool:
@@ -367,37 +397,44 @@ class _FileScan:
     def _line_at(self, position: int) -> tuple[int, bytes]:
         start, end = self.line_bounds(position)
         if end - start > MAX_LINE:
-            start = max(start, position - MAX_LINE // 2)
-            end = min(end, start + MAX_LINE)
+            start = max(start, position - LONG_LINE_WINDOW // 2)
+            end = min(end, start + LONG_LINE_WINDOW)
         return position - start, self.data[start:end]
 
     def _invisible_characters(self) -> None:
-        checks: list[tuple[Rule, re.Pattern[bytes]]] = [
-            (RULES_BY_ID["injection.bidi_control"], R.BIDI_CONTROL)
-        ]
-        if b"\xf3\xa0" in self.data:
-            checks.append((RULES_BY_ID["injection.tag_characters"], R.TAG_CHARACTERS))
+        """Bidi controls and zero-width characters (one pass), tag characters when present."""
+        bidi = RULES_BY_ID["injection.bidi_control"]
         zero_width = RULES_BY_ID["injection.zero_width"]
-        if self.kind in zero_width.kinds:
-            checks.append((zero_width, R.ZERO_WIDTH))
-        for rule, pattern in checks:
-            lines: set[int] = set()
-            for match in pattern.finditer(self.data):
-                position = match.start()
-                if (
-                    rule is zero_width
-                    and match.group() == R.ZWJ
-                    and _EMOJI_BEFORE_ZWJ.search(self.data[max(0, position - 4) : position])
-                ):
-                    continue
-                if rule.id == "injection.tag_characters" and _in_flag(self.data, position):
-                    continue
-                number = self.line_number(position)
-                if number in lines or len(lines) >= MAX_FINDINGS_PER_RULE:
-                    continue
-                lines.add(number)
-                column, raw = self._line_at(position)
-                self._report(rule, position, raw, column, ())
+        tags = RULES_BY_ID["injection.tag_characters"]
+        with_zero_width = self.kind in zero_width.kinds
+        lines: dict[str, set[int]] = {}
+        data = self.data
+        for match in R.INVISIBLE.finditer(data):
+            position = match.start()
+            char = match.group()
+            if R.BIDI_CONTROL.fullmatch(char):
+                rule = bidi
+            elif not with_zero_width or (
+                char == R.ZWJ and _EMOJI_BEFORE_ZWJ.search(data[max(0, position - 4) : position])
+            ):
+                continue
+            else:
+                rule = zero_width
+            self._report_once(rule, position, lines)
+        if b"\xf3\xa0" in data:
+            for match in R.TAG_CHARACTERS.finditer(data):
+                if not _in_flag(data, match.start()):
+                    self._report_once(tags, match.start(), lines)
+
+    def _report_once(self, rule: Rule, position: int, lines: dict[str, set[int]]) -> None:
+        """One finding per line for a character rule."""
+        seen = lines.setdefault(rule.id, set())
+        number = self.line_number(position)
+        if number in seen or len(seen) >= MAX_FINDINGS_PER_RULE:
+            return
+        seen.add(number)
+        column, raw = self._line_at(position)
+        self._report(rule, position, raw, column, ())
 
     def _config_secrets(self) -> None:
         """Secret-named keys with literal values: only the lines that name such a key are parsed."""
