@@ -1653,9 +1653,9 @@ RULES: tuple[Rule, ...] = (
         "injection.html_comment_instruction",
         HIGH,
         "instructions aimed at the model",
-        "A markdown HTML comment (`<!-- … -->`, invisible when rendered) that instructs the "
-        "assistant (names Claude, the assistant, the AI or the model, or starts `AI:`/`Agent:`, "
-        "and gives a directive) or carries a command or secret-related payload with a directive.",
+        "A markdown HTML comment in prose (`<!-- … -->`, invisible when rendered) that instructs "
+        "the assistant (names Claude, the assistant, the AI or the model, or starts `AI:` or "
+        "`Agent:`, and gives a directive) or carries a command or secret payload with a directive.",
         "Hides instructions for the model where a person reading the rendered page cannot see "
         "them; make them visible or remove them.",
         "Rendered markdown hides comments: the model reads what the reviewer does not see.",
@@ -1668,10 +1668,11 @@ RULES: tuple[Rule, ...] = (
         negatives=(
             _skill("<!-- markdownlint-disable MD013 -->\nText."),
             _skill("<!-- TODO: add screenshots -->"),
+            _skill("Fill the `<!-- AGENT: summary -->` block with three findings."),
         ),
         triggers=("comment",),
         accept=accept_html_comment,
-        contexts=ANYWHERE,
+        contexts=frozenset({"prose"}),  # in a code span or fence the comment is shown, not hidden
         kinds=frozenset({MARKDOWN}),
         command=False,
     ),
