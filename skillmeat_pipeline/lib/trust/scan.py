@@ -471,8 +471,9 @@ def _in_flag(data: bytes, position: int) -> bool:
 
 def _markdown_code_regions(low: bytes) -> list[tuple[int, int]]:
     regions: list[tuple[int, int]] = []
-    if low.startswith(b"---"):
-        close = low.find(b"\n---", 3)
+    bom = 3 if low.startswith(b"\xef\xbb\xbf") else 0
+    if low.startswith(b"---", bom):  # YAML frontmatter
+        close = low.find(b"\n---", bom + 3)
         if close > 0:
             regions.append((0, close + 4))
     opening: tuple[bytes, int, int] | None = None  # fence characters, run length, content start
