@@ -273,25 +273,24 @@ class _FileScan:
         if end - start > MAX_LINE:
             start = max(start, position - LONG_LINE_WINDOW // 2)
             end = min(end, start + LONG_LINE_WINDOW)
+        hit = self._hit(trigger, position, match.end(), start, end)
         context: str | None = None
         region: tuple[int, int] | None = None
-        line = self.low[start:end]
-        hit: Hit | None = None
         for rule in _listeners(trigger, self.kind):
+            if self._counts.get(rule.id, 0) >= MAX_FINDINGS_PER_RULE:
+                continue
+            # the predicate first: it is cheap and rejects most candidates
+            hit.secrets.clear()
+            if rule.accept is None or not rule.accept(hit):
+                continue
             if rule.contexts != R.ANYWHERE or rule.command:
                 if context is None:
                     context, region = self._context(position, start)
                 if context not in rule.contexts:
                     continue
-                if rule.command and self._quiet_command(line, position - start, region, start):
+                if rule.command and self._quiet_command(hit.line, hit.start, region, start):
                     continue
-            if self._counts.get(rule.id, 0) >= MAX_FINDINGS_PER_RULE:
-                continue
-            if hit is None:
-                hit = self._hit(trigger, position, match.end(), start, end, region)
-            hit.secrets.clear()
-            if rule.accept is not None and rule.accept(hit):
-                self._report(rule, position, hit.raw, hit.start, tuple(hit.secrets))
+            self._report(rule, position, hit.raw, hit.start, tuple(hit.secrets))
 
     def _context(self, position: int, line_start: int) -> tuple[str, tuple[int, int] | None]:
         if self.kind == R.PROSE:
@@ -348,20 +347,13 @@ class _FileScan:
                 before = window[heading + 1 : end if end >= 0 else None] + b"\n" + before
         return before
 
-    def _hit(
-        self,
-        trigger: str,
-        position: int,
-        match_end: int,
-        start: int,
-        end: int,
-        region: tuple[int, int] | None,
-    ) -> Hit:
+    def _hit(self, trigger: str, position: int, match_end: int, start: int, end: int) -> Hit:
         low = self.low
 
         def block() -> bytes:
             if self.kind != R.MARKDOWN:
                 return low
+            region = self.region_of(position)
             return low[region[0] : region[1]] if region else low[start:end]
 
         return Hit(
