@@ -17,12 +17,9 @@ import time
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.index.jobs import (
-    batch_run_requests,
-    index_source_batch_job,
-    index_sources_job,
-    range_run_requests,
-)
+# the jobs through their module: imported by name, the loader would collect them here again
+from skillmeat_pipeline.defs.index import jobs
+from skillmeat_pipeline.defs.index.jobs import batch_run_requests, range_run_requests
 from skillmeat_pipeline.defs.index.partitions import (
     marketplace_sources,
     planned_partition_changes,
@@ -50,7 +47,7 @@ def batched_run_requests(keys: list[str], run_key_prefix: str) -> list[dg.RunReq
 
 
 @dg.sensor(
-    job=index_sources_job,
+    job=jobs.index_sources_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds partitions for new sources (and indexes them), removes dropped ones.",
@@ -113,7 +110,7 @@ def _log_poll(context: dg.SensorEvaluationContext, outcome: PollOutcome) -> None
 
 
 @dg.sensor(
-    job=index_source_batch_job,
+    job=jobs.index_source_batch_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls source heads with list_heads (no REST call), a page a tick, and indexes "
@@ -166,7 +163,7 @@ def _requested_event_ids(cursor: str | None) -> list[int]:
 
 
 @dg.sensor(
-    job=index_source_batch_job,
+    job=jobs.index_source_batch_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Indexes the sources of GitHub push deliveries stored by "
