@@ -10,7 +10,10 @@ def test_a_secret_never_prints_its_value():
 
 
 def test_redact_removes_known_secrets_and_url_credentials():
-    text = "clone of https://x-access-token:ghp_abcdefghijklmnop@github.com/o/r failed: ghp_abcdefghijklmnop"
+    text = (
+        "clone of https://x-access-token:ghp_abcdefghijklmnop@github.com/o/r failed: "
+        "ghp_abcdefghijklmnop"
+    )
     cleaned = redact(text, [Secret("ghp_abcdefghijklmnop")])
     assert "ghp_" not in cleaned
     assert "https://github.com/o/r" in cleaned

@@ -1,7 +1,7 @@
 """The one secret type and the one redaction function.
 
-A token travels as `Secret`, whose `str()` and `repr()` are redacted (like pip's `HiddenText`), so an
-f-string, a log call, an exception or a dataclass `repr` cannot leak it by accident; only
+A token travels as `Secret`, whose `str()` and `repr()` are redacted (like pip's `HiddenText`), so
+an f-string, a log call, an exception or a dataclass `repr` cannot leak it by accident; only
 `reveal()` gives the value, at the place it is sent. `redact` is the one function that cleans text
 that might carry a secret: known secret values, and the `user:password@` part of URLs.
 """
