@@ -44,9 +44,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
-from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.index.assets import marketplace_index
-from skillmeat_pipeline.defs.resources import TelemetryResource
+from skillmeat_pipeline.defs.resources import TelemetryResource, resource_defs
 from skillmeat_pipeline.lib.core.strategy import Strategy
 from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient, status_class
 from skillmeat_pipeline.lib.observability.telemetry import (
@@ -172,7 +171,8 @@ class Stack:
         return dg.materialize(
             [marketplace_index],
             instance=self.instance,
-            resources={**defs.resources, "telemetry": telemetry or TelemetryResource()},
+            # built now: GITHUB_TOKEN is set by the stack, after the definitions were loaded
+            resources={**resource_defs(), "telemetry": telemetry or TelemetryResource()},
             run_config=run_config,
             tags={
                 "dagster/asset_partition_range_start": keys[0],

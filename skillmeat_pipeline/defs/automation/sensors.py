@@ -12,7 +12,6 @@ the sources in run config, `SOURCES_PER_RUN` a run, never one run per source.
 """
 
 import json
-import os
 import time
 
 import dagster as dg
@@ -79,9 +78,12 @@ def sources_sync_sensor(
 # -- push detection by polling heads ---------------------------------------------------------------
 
 
-def head_queries(sources_file: SourcesFileResource) -> dict[str, HeadQuery]:
-    """A head lookup per configured source; the token goes to GitHub sources only."""
-    token = os.environ.get("GITHUB_TOKEN") or None
+def head_queries(
+    sources_file: SourcesFileResource, head_polling: HeadPollingResource
+) -> dict[str, HeadQuery]:
+    """A head lookup per configured source; the token (`head_polling.github_token`, from
+    `GITHUB_TOKEN`) goes to GitHub sources only."""
+    token = head_polling.token_for_lookups()
     return {
         source.key: HeadQuery(
             source.key, source.url, source.ref, token=token if source.github else None
@@ -123,7 +125,7 @@ def source_heads_sensor(
     head_polling: HeadPollingResource,
 ) -> dg.SensorResult:
     # A malformed sources file fails the tick; the cursor stays where it was.
-    queries = head_queries(sources_file)
+    queries = head_queries(sources_file, head_polling)
     order = marketplace_sources.get_partition_keys(dynamic_partitions_store=context.instance)
     outcome = poll_heads(
         order,
