@@ -358,7 +358,7 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _scan_status(previous: Row | None, entry: CatalogEntry) -> ArtifactStatus:
+def _scan_status(previous: Row[*tuple[Any, ...]] | None, entry: CatalogEntry) -> ArtifactStatus:
     if previous is None or previous.status == ArtifactStatus.REMOVED:
         return ArtifactStatus.NEW
     if previous.content_sha != entry.content_sha:
@@ -789,7 +789,7 @@ class Catalog:
             if match_expression is None:
                 return []
             fts = sa.table("catalog_entries_fts", sa.column("rowid"))
-            fts_name = sa.literal_column("catalog_entries_fts")
+            fts_name: sa.ColumnClause[Any] = sa.literal_column("catalog_entries_fts")
             score = -sa.func.bm25(fts_name, *BM25_WEIGHTS)
             statement = (
                 sa.select(score.label("score"))
@@ -831,7 +831,7 @@ class Catalog:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_id)))
 
     @staticmethod
-    def _lock_active_source(conn: Connection, source_key: str) -> Row:
+    def _lock_active_source(conn: Connection, source_key: str) -> Row[*tuple[Any, ...]]:
         """The source row, locked until commit (FOR UPDATE; SQLite holds the database already)."""
         row = conn.execute(
             sa.select(sources.c.key, sources.c.removed_at, sources.c.last_indexed_commit_sha)
