@@ -480,7 +480,7 @@ def trivial_runs(instance, console_level: str, runs: int = 5) -> list[float]:
     from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 
     @dg.asset(partitions_def=marketplace_sources, backfill_policy=dg.BackfillPolicy.multi_run(50))
-    def trivial(context):  # no annotations: they are strings here, which Dagster cannot resolve
+    def trivial():
         return dg.MaterializeResult()
 
     keys = instance.get_dynamic_partitions(PARTITIONS)

@@ -426,7 +426,7 @@ def _stop_process_group(process: subprocess.Popen[bytes], echo: Echo) -> None:
         os.killpg(group, signal.SIGKILL)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

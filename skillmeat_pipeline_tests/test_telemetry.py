@@ -736,13 +736,13 @@ def test_trace_url_in_metadata_when_a_template_is_set(stack: Stack, monkeypatch)
 # -- secrets ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("logger_tree")
 def test_the_token_is_in_no_span_label_log_record_or_metadata(
     served_root: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capture: Capture,
     caplog: pytest.LogCaptureFixture,
-    logger_tree: logging.Logger,
 ):
     caplog.set_level(logging.DEBUG)
     json_lines = io.StringIO()
@@ -821,9 +821,8 @@ def test_scrubbing_covers_what_the_fetchers_might_leak():
 # -- logs ------------------------------------------------------------------------------------------
 
 
-def test_json_logs_carry_the_strategy_record_and_scan_completion(
-    stack: Stack, logger_tree: logging.Logger
-):
+@pytest.mark.usefixtures("logger_tree")
+def test_json_logs_carry_the_strategy_record_and_scan_completion(stack: Stack):
     lines = io.StringIO()
     configure_logging("json", stream=lines)
     keys = stack.write_sources([{"github": repo} for repo in SIZES])

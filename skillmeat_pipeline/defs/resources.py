@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
+from typing_extensions import override  # typing.override from Python 3.12
 
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.secrets import Secret
@@ -71,10 +72,12 @@ class CatalogResource(dg.ConfigurableResource):
 
     _catalog: Catalog | None = PrivateAttr(default=None)
 
+    @override
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._catalog = Catalog.from_url(self.url) if self.url else Catalog.from_env()
         self._catalog.migrate()
 
+    @override
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._catalog is not None:
             self._catalog.dispose()
@@ -112,6 +115,7 @@ class FetchersResource(dg.ConfigurableResource):
     def token(self) -> Secret | None:
         return _secret(self.github_token)
 
+    @override
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         settings = ScanSettings.from_env(max_rate_limit_wait_s=self.max_rate_limit_wait_seconds)
         if self.clone_timeout_seconds is not None:
@@ -129,6 +133,7 @@ class FetchersResource(dg.ConfigurableResource):
             settings=settings,
         )
 
+    @override
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._fetchers is not None:
             self._fetchers.github.close()
@@ -158,11 +163,13 @@ class TelemetryResource(dg.ConfigurableResource):
         """The run's `Telemetry`; tests override this to collect in memory."""
         return Telemetry.from_env(service_name=self.service_name)
 
+    @override
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         configure_logging()
         set_log_context(dagster_run_id=context.run.run_id if context.run else None)
         self._telemetry = self.create_telemetry()
 
+    @override
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         telemetry, self._telemetry = self._telemetry, None
         if telemetry is not None and not telemetry.close(self.flush_timeout_seconds):

@@ -32,6 +32,8 @@ from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from typing_extensions import override  # typing.override from Python 3.12
+
 logger = logging.getLogger(__name__)
 
 TOKEN_USERNAME = "x-access-token"
@@ -102,11 +104,13 @@ class _Server(ThreadingHTTPServer):
             self.connections.add(request)
         super().process_request(request, client_address)
 
+    @override
     def shutdown_request(self, request) -> None:  # type: ignore[no-untyped-def]
         with self.connections_lock:
             self.connections.discard(request)
         super().shutdown_request(request)
 
+    @override
     def handle_error(self, request, client_address) -> None:  # type: ignore[no-untyped-def]
         # a client that went away (killed, timed out) is routine here; anything else is a bug
         if isinstance(sys.exc_info()[1], OSError):
