@@ -22,9 +22,10 @@ COPY skillmeat_pipeline ./skillmeat_pipeline
 RUN pip install --no-cache-dir --no-deps . && rm -rf build *.egg-info
 
 # The instance config reads PostgreSQL settings from DAGSTER_PG_* at start; the non-root user
-# owns DAGSTER_HOME because Dagster writes compute logs and state files under it.
+# owns DAGSTER_HOME because Dagster writes compute logs and state files under it. Both files live
+# in deploy/ so that nothing at the repository root configures `dg` or `dagster dev`.
 ENV DAGSTER_HOME=/opt/dagster/home
-COPY dagster.yaml workspace.yaml /opt/dagster/home/
+COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/home/
 RUN chown -R skillmeat:skillmeat /opt/dagster/home
 USER skillmeat
 WORKDIR /opt/dagster/home

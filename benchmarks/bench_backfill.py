@@ -278,14 +278,13 @@ class Bench:
     def __init__(self, instance, parallel: int, io_manager: str, console_level: str) -> None:
         import dagster as dg
 
-        from skillmeat_pipeline.definitions import defs
         from skillmeat_pipeline.defs.index.assets import marketplace_index
-        from skillmeat_pipeline.defs.resources import FetchersResource
+        from skillmeat_pipeline.defs.resources import FetchersResource, resource_defs
 
         self.dg = dg
         self.instance = instance
         self.asset = marketplace_index
-        self.resources = dict(defs.resources)
+        self.resources = resource_defs()  # built after GITHUB_TOKEN was removed
         self.resources["fetchers"] = FetchersResource(max_parallel_sources=parallel)
         if io_manager == "mem":
             self.resources["io_manager"] = dg.mem_io_manager
@@ -481,7 +480,7 @@ def trivial_runs(instance, console_level: str, runs: int = 5) -> list[float]:
     from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 
     @dg.asset(partitions_def=marketplace_sources, backfill_policy=dg.BackfillPolicy.multi_run(50))
-    def trivial(context):  # no annotations: they are strings here, which Dagster cannot resolve
+    def trivial():
         return dg.MaterializeResult()
 
     keys = instance.get_dynamic_partitions(PARTITIONS)

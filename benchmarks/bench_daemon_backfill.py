@@ -1,12 +1,13 @@
 """A real backfill: the production instance, its daemon and its code server index N sources.
 
-The shipped `dagster.yaml` (PostgreSQL storage, the run queue and its `max_concurrent_runs`, the
-pools) runs on a scratch database with a gRPC code server and `dagster-daemon run`
-(`skillmeat_pipeline.testing.deployment`); the catalog is in the same database. The corpus
-bundles are served under N source keys as in `bench_backfill.py` part 2 (plain git URLs of the 12
-repositories round-robin). The benchmark submits one asset backfill of `marketplace_index` over
-every partition, as the UI's "Materialize" on all partitions does (`PartitionBackfill.
-from_asset_partitions`, what the GraphQL mutation calls), and waits for it to end. The daemon
+The shipped `deploy/dagster.yaml` (PostgreSQL storage, the run queue and its
+`max_concurrent_runs`, the pools) runs on a scratch database with a gRPC code server and
+`dagster-daemon run` (`skillmeat_pipeline.testing.deployment`); the catalog is in the same
+database. The corpus bundles are served under N source keys as in `bench_backfill.py` part 2
+(plain git URLs of the 12 repositories round-robin). The benchmark submits one asset backfill of
+`marketplace_index` over every partition, as the UI's "Materialize" on all partitions does
+(`PartitionBackfill.from_asset_partitions`, what the GraphQL mutation calls; no public API, so
+it lives in `skillmeat_pipeline/testing/dagster_private.py`), and waits for it to end. The daemon
 splits it into runs of 25 (the asset's backfill policy) and queues them; the queue starts up to
 `max_concurrent_runs` at a time, each in a new process (DefaultRunLauncher). Then the same
 backfill again, with every head unchanged.
@@ -96,34 +97,6 @@ def tree_cpu_s(pid: int) -> float:
     )
 
 
-def submit_backfill(instance, workspace: Path, keys: list[str], run_config: dict) -> str:
-    """One asset backfill of `marketplace_index` over `keys`, as the UI submits it."""
-    import dagster as dg
-    from dagster._cli.workspace.cli_target import get_workspace_from_cli_opts
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
-    from dagster_shared.cli import WorkspaceOpts
-
-    with get_workspace_from_cli_opts(
-        instance, version="", workspace_opts=WorkspaceOpts(workspace=[str(workspace)])
-    ) as context:
-        backfill = PartitionBackfill.from_asset_partitions(
-            backfill_id=make_new_backfill_id(),
-            asset_graph=context.asset_graph,
-            partition_names=keys,
-            asset_selection=[dg.AssetKey("marketplace_index")],
-            backfill_timestamp=time.time(),
-            tags={},
-            dynamic_partitions_store=instance,
-            all_partitions=False,
-            title=None,
-            description=None,
-            run_config=run_config,
-        )
-        instance.add_backfill(backfill)
-    return backfill.backfill_id
-
-
 @dataclass
 class BackfillResult:
     submitted: float
@@ -134,25 +107,25 @@ class BackfillResult:
 
 def wait_for_backfill(instance, backfill_id: str, submitted: float) -> BackfillResult:
     import dagster as dg
-    from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
+
+    from skillmeat_pipeline.testing.dagster_private import backfill_status
 
     deadline = submitted + BACKFILL_TIMEOUT_S
     last_report = 0.0
     while True:
-        backfill = instance.get_backfill(backfill_id)
+        status, final = backfill_status(instance, backfill_id)
         runs = instance.get_run_records(
             dg.RunsFilter(tags={"dagster/backfill": backfill_id}), ascending=True
         )
         now = time.time()
-        if backfill.status in BULK_ACTION_TERMINAL_STATUSES:
-            return BackfillResult(submitted, now, backfill.status.value, runs)
+        if final:
+            return BackfillResult(submitted, now, status, runs)
         if now > deadline:
             raise RuntimeError(f"backfill {backfill_id} did not end in {BACKFILL_TIMEOUT_S:.0f} s")
         if now - last_report > 10:
             done = sum(1 for r in runs if r.dagster_run.is_finished)
             print(
-                f"    {now - submitted:5.0f} s: {backfill.status.value}, "
-                f"{len(runs)} runs created, {done} ended",
+                f"    {now - submitted:5.0f} s: {status}, {len(runs)} runs created, {done} ended",
                 file=sys.stderr,
                 flush=True,
             )
@@ -213,13 +186,18 @@ def cpu_by_kind(deployment, server_pid: int) -> dict[str, float]:
 
 
 def run_pass(label, deployment, instance, keys, run_config, server_pid) -> None:
+    # the UI's backfill submission has no public API: see testing/dagster_private.py
+    from skillmeat_pipeline.testing.dagster_private import submit_asset_backfill
+
     samples, stop = Samples(), threading.Event()
     sampler = threading.Thread(target=sample, args=(deployment.code_server.pid, samples, stop))
     cpu_before = cpu_by_kind(deployment, server_pid)
     sampler.start()
     try:
         submitted = time.time()
-        backfill_id = submit_backfill(instance, deployment.workspace, keys, run_config)
+        backfill_id = submit_asset_backfill(
+            instance, deployment.workspace, "marketplace_index", keys, run_config
+        )
         result = wait_for_backfill(instance, backfill_id, submitted)
     finally:
         stop.set()
@@ -233,7 +211,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sources", type=int, default=500)
     parser.add_argument(
-        "--max-concurrent-runs", type=int, help="override dagster.yaml's run limit (shipped: 4)"
+        "--max-concurrent-runs",
+        type=int,
+        help="override deploy/dagster.yaml's run limit (shipped: 4)",
     )
     parser.add_argument(
         "--dequeue-interval", type=float, help="override the run queue's dequeue interval (s)"

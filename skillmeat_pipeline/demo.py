@@ -282,14 +282,15 @@ class Demo:
 
     def materialize(self, instance: Any) -> Any:
         """One in-process run over every partition (a partition range, as backfills batch them)."""
-        from skillmeat_pipeline.definitions import defs
         from skillmeat_pipeline.defs.index.assets import marketplace_index
+        from skillmeat_pipeline.defs.resources import resource_defs
 
         with _strategy_progress(self.echo):
             return self.dg.materialize(
                 [marketplace_index],
                 instance=instance,
-                resources=defs.resources,
+                # built now, inside the demo's environment (GITHUB_TOKEN unset)
+                resources=resource_defs(),
                 run_config=QUIET_RUN_CONFIG,
                 tags={
                     "dagster/asset_partition_range_start": self.keys[0],
@@ -425,7 +426,7 @@ def _stop_process_group(process: subprocess.Popen[bytes], echo: Echo) -> None:
         os.killpg(group, signal.SIGKILL)
 
 
-def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 

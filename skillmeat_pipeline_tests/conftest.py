@@ -12,6 +12,12 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# The suite never sends a developer's own token anywhere; tests that need one set it. Removed
+# before any module loads the definitions, whose resources get `EnvVar("GITHUB_TOKEN")` only when
+# the variable is set at load time (defs/resources.py, optional_env_var): a test that removed it
+# later would fail the run's config. Tests that set it build their resources after (resource_defs).
+os.environ.pop("GITHUB_TOKEN", None)
+
 # Fixture modules shared by several test modules.
 pytest_plugins = [
     "skillmeat_pipeline_tests.fixtures_db",

@@ -107,7 +107,7 @@ def test_failure_in_the_middle_of_a_write_keeps_the_previous_rows(pipeline: Pipe
     catalog = pipeline.catalog()
     before = catalog.entries(broken)
 
-    def fail_on_source_update(conn, cursor, statement, parameters, context, executemany):
+    def fail_on_source_update(_conn, _cursor, statement, parameters, _context, _executemany):
         # entries are already updated in this transaction when the source row is
         if statement.lstrip().upper().startswith("UPDATE SOURCES SET CLONE_TARGET") and (
             broken in str(parameters)

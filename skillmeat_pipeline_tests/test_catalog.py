@@ -180,7 +180,7 @@ def run_first_then_second(
     first_is_holding, second_is_at_the_lock = threading.Event(), threading.Event()
 
     @event.listens_for(catalog.engine, "before_cursor_execute")
-    def interleave(conn, cursor, statement, parameters, context, executemany):
+    def interleave(_conn, _cursor, statement, _parameters, _context, _executemany):
         thread = threading.current_thread().name
         if thread == "first" and statement.startswith(hold_first_before):
             first_is_holding.set()
@@ -333,7 +333,7 @@ def schema_differences(catalog: Catalog) -> list[Any]:
     """What the migrated database has that the catalog's table definitions do not, or lacks."""
     full_text_index = {"search_vector", "ix_catalog_entries_search_vector"}
 
-    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    def include_name(name: str | None, type_: str, _parent_names: Any) -> bool:
         return name in metadata.tables if type_ == "table" else name not in full_text_index
 
     with catalog.engine.connect() as conn:
@@ -480,7 +480,7 @@ def test_a_failure_after_the_entries_are_written_rolls_them_back(catalog: Catalo
     entries_before, source_before = catalog.entries(SOURCE), catalog.get_source(SOURCE)
 
     @event.listens_for(catalog.engine, "before_cursor_execute")
-    def fail_on_source_update(conn, cursor, statement, parameters, context, executemany):
+    def fail_on_source_update(_conn, _cursor, statement, _parameters, _context, _executemany):
         if statement.startswith("UPDATE sources"):
             raise RuntimeError("injected failure")
 
@@ -851,7 +851,7 @@ def test_reads_do_not_wait_for_a_write(catalog: Catalog) -> None:
     writing, reads_done = threading.Event(), threading.Event()
 
     @event.listens_for(catalog.engine, "before_cursor_execute")
-    def hold_writer(conn, cursor, statement, parameters, context, executemany):
+    def hold_writer(_conn, _cursor, statement, _parameters, _context, _executemany):
         if threading.current_thread().name == "writer" and statement.startswith("UPDATE sources"):
             writing.set()
             if not reads_done.wait(WAIT):
@@ -900,7 +900,7 @@ def test_postgres_writes_to_different_sources_do_not_wait_for_each_other(
     first_is_writing, other_is_done = threading.Event(), threading.Event()
 
     @event.listens_for(catalog.engine, "before_cursor_execute")
-    def hold_first(conn, cursor, statement, parameters, context, executemany):
+    def hold_first(_conn, _cursor, statement, _parameters, _context, _executemany):
         if threading.current_thread().name == "first" and statement.startswith("UPDATE sources"):
             first_is_writing.set()
             if not other_is_done.wait(WAIT):

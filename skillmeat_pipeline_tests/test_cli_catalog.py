@@ -28,7 +28,8 @@ def dagster_home(tmp_path: Path, monkeypatch) -> Path:
     return home
 
 
-def test_sync_list_materialize_search(pipeline: Pipeline, dagster_home: Path):
+@pytest.mark.usefixtures("dagster_home")
+def test_sync_list_materialize_search(pipeline: Pipeline):
     pipeline.sources_path.write_text(
         yaml.safe_dump(
             {"sources": [{"github": "obra/superpowers"}, {"github": "anthropics/skills"}]}
@@ -97,7 +98,8 @@ def test_sync_list_materialize_search(pipeline: Pipeline, dagster_home: Path):
     assert catalog.search("creative", artifact_type="skill") == []
 
 
-def test_sync_with_a_malformed_file_changes_nothing(pipeline: Pipeline, dagster_home: Path):
+@pytest.mark.usefixtures("dagster_home")
+def test_sync_with_a_malformed_file_changes_nothing(pipeline: Pipeline):
     pipeline.sources_path.write_text("sources:\n  - github: a/b\n    colour: red\n")
     result = CliRunner().invoke(main, ["sources", "sync"])
     assert result.exit_code == 2

@@ -61,7 +61,7 @@ def test_root_hint_limits_the_scan(corpus_bare_repo):
         (["detect", SUPERPOWERS, "--ref", "nope"], f"error: {SUPERPOWERS}: ref 'nope' not found"),
     ],
 )
-def test_bad_repo_or_ref_is_one_line_and_exit_2(args, message, tmp_path):
+def test_bad_repo_or_ref_is_one_line_and_exit_2(args, message):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert result.stderr.strip() == message

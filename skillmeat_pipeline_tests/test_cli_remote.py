@@ -206,27 +206,27 @@ def test_stats_without_json_is_a_table_on_stderr(servers: Servers):
 # and what the one-line error must say
 ERROR_CASES: dict[str, tuple[Callable[[Servers, int], list[str]], str]] = {
     "unknown repository on the git server": (
-        lambda s, port: [s.git.url_for("nobody/nothing")],
+        lambda s, _port: [s.git.url_for("nobody/nothing")],
         "no such repository",
     ),
     "dead git server": (
-        lambda s, port: [f"http://127.0.0.1:{port}/obra/superpowers.git"],
+        lambda _s, port: [f"http://127.0.0.1:{port}/obra/superpowers.git"],
         "Connection refused",
     ),
     "unknown github repository": (
-        lambda s, port: ["--github", "nobody/nothing"],
+        lambda _s, _port: ["--github", "nobody/nothing"],
         "GitHub answered 404",
     ),
     "malformed URL": (
-        lambda s, port: ["https://exa mple.com/skills.git"],
+        lambda _s, _port: ["https://exa mple.com/skills.git"],
         "not a git URL",
     ),
     "token in a malformed URL": (
-        lambda s, port: [f"https://x-access-token:{FAKE_TOKEN}@exa mple.com/o/r.git"],
+        lambda _s, _port: [f"https://x-access-token:{FAKE_TOKEN}@exa mple.com/o/r.git"],
         "not a git URL",
     ),
     "token in the URL": (
-        lambda s, port: [f"https://x-access-token:{FAKE_TOKEN}@127.0.0.1:{port}/o/r.git"],
+        lambda _s, port: [f"https://x-access-token:{FAKE_TOKEN}@127.0.0.1:{port}/o/r.git"],
         "credentials in the URL are not allowed",
     ),
 }
@@ -250,9 +250,8 @@ def test_failure_is_one_line_exit_2_without_the_token(
     assert FAKE_TOKEN not in result.stderr
 
 
-def test_dead_github_api_is_one_line_exit_2_without_the_token(
-    servers: Servers, monkeypatch: pytest.MonkeyPatch
-):
+@pytest.mark.usefixtures("servers")
+def test_dead_github_api_is_one_line_exit_2_without_the_token(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("GITHUB_TOKEN", FAKE_TOKEN)
     with closed_port() as port:
         monkeypatch.setenv("SKILLMEAT_GITHUB_API_URL", f"http://127.0.0.1:{port}")

@@ -1,29 +1,30 @@
-"""The deployment files: valid for the pinned Dagster, and working.
+"""The deployment files under `deploy/`: valid for the pinned Dagster, and working.
 
-The daemon test starts the production instance (dagster.yaml, with its PostgreSQL settings pointed
-at a scratch database), a code server started the way the Dockerfile starts it, and
-`dagster-daemon run` with a workspace shaped like workspace.yaml. Two runs are submitted to the
-queue; with the `git_clone` pool at 1 they run at the same time but never clone at the same time.
+The daemon test starts the production instance (deploy/dagster.yaml, with its PostgreSQL settings
+pointed at a scratch database), a code server started the way the Dockerfile starts it, and
+`dagster-daemon run` with a workspace shaped like deploy/workspace.yaml. Two runs are submitted to
+the queue with `dagster job launch`; with the `git_clone` pool at 1 they run at the same time but
+never clone at the same time.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
-from dagster._core.instance.config import dagster_instance_config
 from sqlalchemy.engine import Engine
 
 from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, batch_run_config
 from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.testing.dagster_private import instance_config
+from skillmeat_pipeline.testing.deployment import DEPLOY_DIR, local_deployment
 from skillmeat_pipeline.testing.deployment import PROJECT_ROOT as ROOT
-from skillmeat_pipeline.testing.deployment import local_deployment
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer, peak_concurrency
 from skillmeat_pipeline_tests.fixtures_db import scratch_postgres_database
 from skillmeat_pipeline_tests.fixtures_github import make_repo
@@ -42,8 +43,15 @@ FINISHED = {
 
 
 def production_config() -> dict:
-    config, _ = dagster_instance_config(str(ROOT), "dagster.yaml")
-    return config
+    # validated against the instance schema without a database (no public API: see the module)
+    return instance_config(DEPLOY_DIR, "dagster.yaml")
+
+
+def test_no_instance_file_at_the_root():
+    # `dg` and `dagster dev` run from the repository root would pick up a root dagster.yaml and
+    # then need the production PostgreSQL variables; the deployment files live in deploy/.
+    assert not (ROOT / "dagster.yaml").exists()
+    assert not (ROOT / "workspace.yaml").exists()
 
 
 def test_production_dagster_yaml_matches_the_instance_schema():
@@ -74,7 +82,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_workspace_loads_the_code_server_the_dockerfile_starts():
-    workspace = yaml.safe_load((ROOT / "workspace.yaml").read_text())
+    workspace = yaml.safe_load((DEPLOY_DIR / "workspace.yaml").read_text())
     (entry,) = workspace["load_from"]
     port = entry["grpc_server"]["port"]
     instructions = dockerfile_instructions()
@@ -97,6 +105,11 @@ def test_dockerfile_is_slim_non_root_and_installs_from_pyproject():
     assert "pip install --no-cache-dir ." in runs
     # the webserver and the daemon run from this image with the instance config inside it
     assert any("dagster.yaml" in c and "workspace.yaml" in c for c in copies)
+    # and every file it copies is in the build context (the repository root)
+    for copy in copies:
+        *sources, _destination = copy.split()
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
     env = " ".join(arg for op, arg in instructions if op == "ENV")
     assert "DAGSTER_HOME=" in env
 
@@ -156,20 +169,6 @@ def deployment(
                 instance.dispose()
 
 
-def launch(deployment: dict, job: str, **kwargs: str) -> str:
-    """`dagster job launch`, in this process: the run goes to the instance's run queue."""
-    from dagster._cli.job import execute_launch_command
-    from dagster_shared.cli import WorkspaceOpts
-
-    run = execute_launch_command(
-        instance=deployment["instance"],
-        workspace_opts=WorkspaceOpts(workspace=[str(deployment["workspace"])]),
-        job_name=job,
-        **kwargs,
-    )
-    return run.run_id
-
-
 def wait_for_runs(instance: dg.DagsterInstance, run_ids: list[str]) -> None:
     """Until every run has ended, from the event log's notifications (LISTEN on PostgreSQL)."""
     ended = {run_id: threading.Event() for run_id in run_ids}
@@ -213,19 +212,20 @@ def test_daemon_runs_queued_partition_runs_on_postgres_within_the_clone_pool(dep
         git.set_fault(f"local/{name}", Fault.SLOW, bytes_per_second=300)
 
     # one run of the asset job over a partition range, one of the batch job: both queued
-    ranged = launch(
-        deployment,
-        "index_sources",
-        tags=json.dumps(
-            {
+    running = deployment["deployment"]
+    with ThreadPoolExecutor(max_workers=2) as launcher:  # two `dagster job launch` at once
+        ranged_launch = launcher.submit(
+            running.launch,
+            "index_sources",
+            tags={
                 "dagster/asset_partition_range_start": "local/one",
                 "dagster/asset_partition_range_end": "local/one",
-            }
-        ),
-    )
-    batched = launch(
-        deployment, BATCH_JOB_NAME, config_json=json.dumps(batch_run_config(["local/two"]))
-    )
+            },
+        )
+        batched_launch = launcher.submit(
+            running.launch, BATCH_JOB_NAME, run_config=batch_run_config(["local/two"])
+        )
+        ranged, batched = ranged_launch.result(), batched_launch.result()
     assert instance.get_run_by_id(ranged).status in (
         dg.DagsterRunStatus.QUEUED,
         dg.DagsterRunStatus.NOT_STARTED,
@@ -242,6 +242,8 @@ def test_daemon_runs_queued_partition_runs_on_postgres_within_the_clone_pool(dep
         r.dagster_run.run_id: r
         for r in instance.get_run_records(dg.RunsFilter(run_ids=[ranged, batched]))
     }
+    if {r.dagster_run.status for r in records.values()} != {dg.DagsterRunStatus.SUCCESS}:
+        print(running.log_tails())
     assert {r.dagster_run.status for r in records.values()} == {dg.DagsterRunStatus.SUCCESS}
     for run_id in (ranged, batched):
         kinds = {e.dagster_event.event_type for e in instance.all_logs(run_id) if e.dagster_event}

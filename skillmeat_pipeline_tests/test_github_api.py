@@ -114,7 +114,8 @@ def test_full_scan_of_a_153_artifact_source_stays_within_ten_rest_calls(
     assert totals.bytes_fetched == scan.bytes_fetched
 
 
-def test_odd_paths_and_symlinks_read_exact_bytes(root: Path, client: GitHubClient) -> None:
+@pytest.mark.usefixtures("root")
+def test_odd_paths_and_symlinks_read_exact_bytes(client: GitHubClient) -> None:
     snapshot = client.fetch_snapshot("octo/odd")
     by_path = {entry.path: entry for entry in snapshot.entries}
     assert snapshot.read_blob(by_path["docs/a b#c?%.md"]) == b"# odd\n"

@@ -24,7 +24,7 @@ def test_transient_failures_are_retried_with_growing_capped_jittered_waits():
         attempt,
         policy=BackoffPolicy(max_attempts=3, base_delay_s=2, max_delay_s=3),
         is_transient=lambda e: isinstance(e, Transient),
-        on_retry=lambda n, e, w: retries.append(n),
+        on_retry=lambda n, _e, _w: retries.append(n),
         sleep=waits.append,
     )
     assert result == "ok"
@@ -44,7 +44,7 @@ def test_permanent_failure_is_not_retried():
             attempt,
             policy=BackoffPolicy(),
             is_transient=lambda e: isinstance(e, Transient),
-            sleep=lambda s: None,
+            sleep=lambda _s: None,
         )
     assert len(calls) == 1
 
@@ -58,7 +58,7 @@ def test_last_transient_failure_is_raised_after_max_attempts():
 
     with pytest.raises(Transient, match="3"):
         call_with_retries(
-            attempt, policy=BackoffPolicy(max_attempts=3), is_transient=bool, sleep=lambda s: None
+            attempt, policy=BackoffPolicy(max_attempts=3), is_transient=bool, sleep=lambda _s: None
         )
     assert len(calls) == 3
 

@@ -280,7 +280,7 @@ class FakeLister:
         self.slow = slow
         self.calls: list[list[str]] = []
 
-    def __call__(self, queries: Sequence[HeadQuery], budget_s: float) -> Mapping[str, HeadAnswer]:
+    def __call__(self, queries: Sequence[HeadQuery], _budget_s: float) -> Mapping[str, HeadAnswer]:
         self.calls.append([q.key for q in queries])
         return {
             q.key: HeadAnswer(q.key, commit_sha=self.heads[q.key])

@@ -44,9 +44,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
-from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.index.assets import marketplace_index
-from skillmeat_pipeline.defs.resources import TelemetryResource
+from skillmeat_pipeline.defs.resources import TelemetryResource, resource_defs
 from skillmeat_pipeline.lib.core.strategy import Strategy, build_clone_target
 from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient, status_class
 from skillmeat_pipeline.lib.observability.logs import JsonFormatter, configure_logging
@@ -183,7 +182,8 @@ class Stack:
         return dg.materialize(
             [marketplace_index],
             instance=self.instance,
-            resources={**defs.resources, "telemetry": telemetry or TelemetryResource()},
+            # built now: GITHUB_TOKEN is set by the stack, after the definitions were loaded
+            resources={**resource_defs(), "telemetry": telemetry or TelemetryResource()},
             run_config=run_config,
             tags={
                 "dagster/asset_partition_range_start": keys[0],
@@ -741,13 +741,13 @@ def test_trace_url_in_metadata_when_a_template_is_set(stack: Stack, monkeypatch)
 # -- secrets ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("logger_tree")
 def test_the_token_is_in_no_span_label_log_record_or_metadata(
     served_root: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capture: Capture,
     caplog: pytest.LogCaptureFixture,
-    logger_tree: logging.Logger,
 ):
     caplog.set_level(logging.DEBUG)
     json_lines = io.StringIO()
@@ -829,9 +829,8 @@ def test_scrubbing_covers_what_the_fetchers_might_leak():
 # -- logs ------------------------------------------------------------------------------------------
 
 
-def test_json_logs_carry_the_strategy_record_and_scan_completion(
-    stack: Stack, logger_tree: logging.Logger
-):
+@pytest.mark.usefixtures("logger_tree")
+def test_json_logs_carry_the_strategy_record_and_scan_completion(stack: Stack):
     lines = io.StringIO()
     configure_logging("json", stream=lines)
     keys = stack.write_sources([{"github": repo} for repo in SIZES])

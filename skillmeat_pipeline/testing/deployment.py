@@ -1,14 +1,16 @@
 """The production deployment on one machine, for tests and benchmarks.
 
-The shipped `dagster.yaml` (PostgreSQL storage from `DAGSTER_PG_*`, the run queue, pools) in a
-fresh DAGSTER_HOME pointed at a given database, a gRPC code server started the way the Dockerfile
-starts it, and `dagster-daemon run` with a workspace shaped like `workspace.yaml`. Everything
-binds to 127.0.0.1; both processes are stopped (SIGTERM, then SIGKILL) when the block ends.
+The shipped `deploy/dagster.yaml` (PostgreSQL storage from `DAGSTER_PG_*`, the run queue, pools)
+in a fresh DAGSTER_HOME pointed at a given database, a gRPC code server started the way the
+Dockerfile starts it, and `dagster-daemon run` with a workspace shaped like
+`deploy/workspace.yaml`. Everything binds to 127.0.0.1; both processes are stopped (SIGTERM, then
+SIGKILL) when the block ends. Only Dagster's command line is used to talk to them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,7 @@ import yaml
 from sqlalchemy.engine import URL
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = PROJECT_ROOT / "deploy"  # dagster.yaml and workspace.yaml of the production images
 BIN = Path(sys.executable).parent
 STARTUP_S = 90.0  # a code server on a busy 2-core machine
 STOP_S = 30.0
@@ -50,6 +54,33 @@ class LocalDeployment:
             f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}"
             for log in sorted(self.logs.iterdir())
         )
+
+    def launch(
+        self,
+        job: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> str:
+        """`dagster job launch` against the workspace: the run goes to the instance's queue.
+
+        Returns the run's id (chosen here and passed with `--run-id`).
+        """
+        run_id = str(uuid.uuid4())
+        command = [
+            *(str(BIN / "dagster"), "job", "launch", "-w", str(self.workspace)),
+            *("-j", job, "--run-id", run_id),
+        ]
+        if tags:
+            command += ["--tags", json.dumps(dict(tags))]
+        if run_config:
+            command += ["--config-json", json.dumps(dict(run_config))]
+        done = subprocess.run(
+            command, cwd=self.logs.parent, capture_output=True, text=True, timeout=STARTUP_S
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"dagster job launch {job} failed:\n{done.stdout}\n{done.stderr}")
+        return run_id
 
 
 def free_port() -> int:
@@ -100,13 +131,13 @@ def local_deployment(
     home.mkdir(parents=True)
     logs.mkdir()
     if edit_instance is None:
-        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(DEPLOY_DIR / "dagster.yaml", home / "dagster.yaml")
     else:
-        config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+        config = yaml.safe_load((DEPLOY_DIR / "dagster.yaml").read_text())
         edit_instance(config)
         (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
-    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    workspace = yaml.safe_load((DEPLOY_DIR / "workspace.yaml").read_text())
     workspace["load_from"][0]["grpc_server"].update(host="127.0.0.1", port=port)
     workspace_path = work / "workspace.yaml"
     workspace_path.write_text(yaml.safe_dump(workspace))
@@ -150,24 +181,25 @@ def local_deployment(
 
 
 def wait_for_code_server(process: subprocess.Popen, port: int) -> None:
-    """Until the gRPC server answers a ping; raises if it exits or takes over STARTUP_S."""
-    from dagster._grpc.client import DagsterGrpcClient
+    """Until the gRPC server answers a health check; raises if it exits or takes over STARTUP_S.
 
-    client = DagsterGrpcClient(port=port, host="127.0.0.1")
+    `dagster api grpc-health-check` is the command Dagster's Helm chart probes code servers with.
+    """
+    command = [
+        *(str(BIN / "dagster"), "api", "grpc-health-check"),
+        *("-p", str(port), "-h", "127.0.0.1"),
+    ]
     deadline = threading.Event()
     timer = threading.Timer(STARTUP_S, deadline.set)
     timer.start()
     try:
         while not deadline.is_set():
-            try:
-                client.ping("ready")
+            if process.poll() is not None:
+                raise RuntimeError(f"the code server exited with {process.returncode}")
+            if subprocess.run(command, capture_output=True, timeout=STARTUP_S).returncode == 0:
                 return
-            except Exception:
-                try:  # a pause that also notices an early exit
-                    process.wait(timeout=0.5)
-                    raise RuntimeError(f"the code server exited with {process.returncode}")
-                except subprocess.TimeoutExpired:
-                    pass
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a pause that sees an exit
+                process.wait(timeout=0.5)
         raise RuntimeError(f"the code server did not answer within {STARTUP_S} s")
     finally:
         timer.cancel()

@@ -38,6 +38,7 @@ from skillmeat_pipeline.lib.services.http import BackgroundHTTPServer, ThreadedH
 if TYPE_CHECKING:
     from socketserver import _RequestType
 
+
 logger = logging.getLogger(__name__)
 
 TOKEN_USERNAME = "x-access-token"
@@ -94,7 +95,7 @@ class _FaultSetting:
 
 
 class _Server(ThreadedHTTPServer["GitHttpServer"]):
-    def handle_error(self, request: _RequestType, client_address: Any) -> None:
+    def handle_error(self, request: _RequestType, client_address: Any) -> None:  # noqa: ARG002
         # a client that went away (killed, timed out) is routine here; anything else is a bug
         if isinstance(sys.exc_info()[1], OSError):
             logger.debug("git test server: client %s went away", client_address)

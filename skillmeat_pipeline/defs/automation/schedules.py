@@ -17,7 +17,9 @@ from datetime import datetime
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.index.jobs import index_sources_job, range_run_requests
+# the job through its module: imported by name, the loader would collect it here a second time
+from skillmeat_pipeline.defs.index import jobs
+from skillmeat_pipeline.defs.index.jobs import range_run_requests
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 
 NIGHTLY_CRON = "0 3 * * *"
@@ -45,7 +47,7 @@ def reindex_requests(
 @dg.schedule(
     name="nightly_reindex",
     cron_schedule=NIGHTLY_CRON,
-    job=index_sources_job,
+    job=jobs.index_sources_job,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Re-checks every source's head and indexes the ones that are behind, in batches.",
@@ -59,7 +61,7 @@ def nightly_reindex(context: dg.ScheduleEvaluationContext):
 @dg.schedule(
     name="weekly_forced_reindex",
     cron_schedule=WEEKLY_FORCED_CRON,
-    job=index_sources_job,
+    job=jobs.index_sources_job,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Clones and extracts every source again (force), e.g. after a rules change.",

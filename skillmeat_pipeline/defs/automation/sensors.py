@@ -16,12 +16,9 @@ import time
 
 import dagster as dg
 
-from skillmeat_pipeline.defs.index.jobs import (
-    batch_run_requests,
-    index_source_batch_job,
-    index_sources_job,
-    range_run_requests,
-)
+# the jobs through their module: imported by name, the loader would collect them here again
+from skillmeat_pipeline.defs.index import jobs
+from skillmeat_pipeline.defs.index.jobs import batch_run_requests, range_run_requests
 from skillmeat_pipeline.defs.index.partitions import (
     marketplace_sources,
     planned_partition_changes,
@@ -32,7 +29,6 @@ from skillmeat_pipeline.defs.resources import (
     HeadPollingResource,
     SourcesFileResource,
 )
-from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git.heads import (
     HeadCursor,
     HeadQuery,
@@ -45,7 +41,7 @@ PUSH_EVENTS_PER_TICK = 1000
 
 
 @dg.sensor(
-    job=index_sources_job,
+    job=jobs.index_sources_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds partitions for new sources (and indexes them), removes dropped ones.",
@@ -77,9 +73,12 @@ def sources_sync_sensor(
 # -- push detection by polling heads ---------------------------------------------------------------
 
 
-def head_queries(sources_file: SourcesFileResource) -> dict[str, HeadQuery]:
-    """A head lookup per configured source; the token goes to GitHub sources only."""
-    token = Secret.from_env("GITHUB_TOKEN")
+def head_queries(
+    sources_file: SourcesFileResource, head_polling: HeadPollingResource
+) -> dict[str, HeadQuery]:
+    """A head lookup per configured source; the token (`head_polling.github_token`, from
+    `GITHUB_TOKEN`) goes to GitHub sources only."""
+    token = head_polling.token()
     return {
         source.key: HeadQuery(
             source.key, source.url, source.ref, token=token if source.github else None
@@ -108,7 +107,7 @@ def _log_poll(context: dg.SensorEvaluationContext, outcome: PollOutcome) -> None
 
 
 @dg.sensor(
-    job=index_source_batch_job,
+    job=jobs.index_source_batch_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls source heads with list_heads (no REST call), a page a tick, and indexes "
@@ -121,7 +120,7 @@ def source_heads_sensor(
     head_polling: HeadPollingResource,
 ) -> dg.SensorResult:
     # A malformed sources file fails the tick; the cursor stays where it was.
-    queries = head_queries(sources_file)
+    queries = head_queries(sources_file, head_polling)
     order = marketplace_sources.get_partition_keys(dynamic_partitions_store=context.instance)
     outcome = poll_heads(
         order,
@@ -161,7 +160,7 @@ def _requested_event_ids(cursor: str | None) -> list[int]:
 
 
 @dg.sensor(
-    job=index_source_batch_job,
+    job=jobs.index_source_batch_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Indexes the sources of GitHub push deliveries stored by "

@@ -13,12 +13,12 @@ from typing import Any
 
 import dagster as dg
 
+from skillmeat_pipeline.defs.index import assets
 from skillmeat_pipeline.defs.index.assets import (
     OP_RETRY_POLICY,
     RESOLVE_OUTS,
     SOURCES_PER_RUN,
     index_steps,
-    marketplace_index,
     resolve_source_heads,
 )
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
@@ -31,9 +31,12 @@ from skillmeat_pipeline.defs.resources import (
 BATCH_JOB_NAME = "index_source_batch"
 BATCH_OP_NAME = "resolve_batch_heads"
 
+# Dagster objects of other modules under defs/ are used through their module (`assets.x`), never
+# imported by name: the loader collects every module's module-level objects, so a name imported
+# here would be collected twice (test_defs.py checks that each object is collected once).
 index_sources_job = dg.define_asset_job(
     "index_sources",
-    selection=[marketplace_index],
+    selection=[assets.marketplace_index],
     description="Index marketplace sources over a partition range (schedules, backfills).",
 )
 

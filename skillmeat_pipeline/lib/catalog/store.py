@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
+from typing_extensions import override  # typing.override from Python 3.12
 
 from skillmeat_pipeline.lib.catalog.migrations import upgrade_to_head
 from skillmeat_pipeline.lib.core.models import (
@@ -79,6 +80,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
+    @override
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -87,6 +89,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    @override
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -358,7 +361,7 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
-def _scan_status(previous: Row | None, entry: CatalogEntry) -> ArtifactStatus:
+def _scan_status(previous: Row[*tuple[Any, ...]] | None, entry: CatalogEntry) -> ArtifactStatus:
     if previous is None or previous.status == ArtifactStatus.REMOVED:
         return ArtifactStatus.NEW
     if previous.content_sha != entry.content_sha:
@@ -785,7 +788,7 @@ class Catalog:
             if match_expression is None:
                 return []
             fts = sa.table("catalog_entries_fts", sa.column("rowid"))
-            fts_name = sa.literal_column("catalog_entries_fts")
+            fts_name: sa.ColumnClause[Any] = sa.literal_column("catalog_entries_fts")
             score = -sa.func.bm25(fts_name, *BM25_WEIGHTS)
             statement = (
                 sa.select(score.label("score"))
@@ -827,7 +830,7 @@ class Catalog:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock_id)))
 
     @staticmethod
-    def _lock_active_source(conn: Connection, source_key: str) -> Row:
+    def _lock_active_source(conn: Connection, source_key: str) -> Row[*tuple[Any, ...]]:
         """The source row, locked until commit (FOR UPDATE; SQLite holds the database already)."""
         row = conn.execute(
             sa.select(sources.c.key, sources.c.removed_at, sources.c.last_indexed_commit_sha)

@@ -651,12 +651,14 @@ class _Detector:
                 self.problems.append(f"{path}: not a JSON object")
             return
         base = _parent(_parent(path))
-        details = value.get("metadata") if isinstance(value.get("metadata"), dict) else {}
+        metadata = value.get("metadata")
+        details: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
         plugin_root = _text(details.get("pluginRoot"))
         if plugin_root:
             # pluginRoot is prepended to every relative plugin source.
             base = posixpath.join(base, plugin_root)
-        listed = value.get("plugins") if isinstance(value.get("plugins"), list) else []
+        entries = value.get("plugins")
+        listed: list[Any] = entries if isinstance(entries, list) else []
         plugins: list[dict[str, Any]] = []
         for item in listed:
             if not isinstance(item, dict):
@@ -763,7 +765,8 @@ def _plugin_metadata(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def _hooks_metadata(hooks: dict[str, Any]) -> dict[str, Any]:
     # hooks.json wraps the event map in `hooks`; settings and plugin.json may hold it directly.
-    events = hooks.get("hooks") if isinstance(hooks.get("hooks"), dict) else hooks
+    wrapped = hooks.get("hooks")
+    events: dict[str, Any] = wrapped if isinstance(wrapped, dict) else hooks
     metadata: dict[str, Any] = {"events": sorted(str(event) for event in events)}
     if _text(hooks.get("description")):
         metadata["description"] = hooks["description"]
@@ -772,7 +775,8 @@ def _hooks_metadata(hooks: dict[str, Any]) -> dict[str, Any]:
 
 def _mcp_metadata(config: dict[str, Any]) -> dict[str, Any]:
     # Values of `env` and `headers` can be credentials committed by mistake: keep only the names.
-    metadata = {key: config[key] for key in ("type", "command", "args", "url") if key in config}
+    kept = ("type", "command", "args", "url")
+    metadata: dict[str, Any] = {key: config[key] for key in kept if key in config}
     for secret_map in ("env", "headers"):
         if isinstance(config.get(secret_map), dict):
             metadata[f"{secret_map}_names"] = sorted(config[secret_map])

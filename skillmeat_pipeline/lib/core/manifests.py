@@ -13,7 +13,7 @@ import re
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -71,7 +71,11 @@ class _AliasExpansionError(yaml.YAMLError):
 
 
 # libyaml parses several times faster than the pure-Python parser, which stays the fallback.
-_SafeLoaderBase: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Both have the same API; the type checker sees the pure-Python one.
+if TYPE_CHECKING:
+    _SafeLoaderBase = yaml.SafeLoader
+else:
+    _SafeLoaderBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _SafeLoader(_SafeLoaderBase):
@@ -84,8 +88,12 @@ class _SafeLoader(_SafeLoaderBase):
         return list(self.construct_mapping(node))
 
 
-_SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
-_SafeLoader.add_constructor("tag:yaml.org,2002:binary", yaml.SafeLoader.construct_yaml_str)
+def _as_written(loader: _SafeLoader, node: yaml.Node) -> str:
+    return loader.construct_yaml_str(node)
+
+
+_SafeLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_written)
+_SafeLoader.add_constructor("tag:yaml.org,2002:binary", _as_written)
 _SafeLoader.add_constructor("tag:yaml.org,2002:set", _SafeLoader._construct_list_of_keys)
 
 
@@ -106,7 +114,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [child for pair in node.value for child in pair]
     if isinstance(node, yaml.SequenceNode):
-        return node.value
+        items: list[yaml.Node] = node.value
+        return items
     return []
 
 

@@ -6,10 +6,11 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 DEFAULT_SOURCES_FILE = "sources.yaml"
 GITHUB_REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -107,7 +108,7 @@ def sources_file_path() -> Path:
     return Path(os.environ.get("SKILLMEAT_SOURCES_FILE", DEFAULT_SOURCES_FILE))
 
 
-def _describe(error: dict, raw_sources: list) -> str:
+def _describe(error: ErrorDetails, raw_sources: list[Any]) -> str:
     loc = list(error["loc"])
     if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
         index = loc[1]

@@ -208,7 +208,7 @@ class _ListingOnly:
         self.tree_sha = snapshot.tree_sha
         self.entries = snapshot.entries
 
-    def read_blob(self, entry: TreeEntry) -> bytes:
+    def read_blob(self, entry: TreeEntry) -> bytes:  # noqa: ARG002 (a listing reads nothing)
         return b""
 
 

@@ -213,7 +213,7 @@ class _Server(ThreadedHTTPServer["WebhookServer"]):
         finally:
             self.slots.release()
 
-    def handle_error(self, request: _RequestType, client_address: Any) -> None:
+    def handle_error(self, request: _RequestType, client_address: Any) -> None:  # noqa: ARG002
         logger.warning("webhook server: request from %s failed", client_address, exc_info=True)
 
 

@@ -529,7 +529,7 @@ def _structured_findings(path: str, scan: _FileScan, files: Mapping[str, bytes])
         hooks = data.get("hooks")
         if isinstance(hooks, dict):
             for event, command, matcher in _hook_commands(hooks):
-                _check_hook(path, event, command, matcher, files, add)
+                _check_hook(event, command, matcher, files, add)
         if name in ("settings.json", "settings.local.json"):
             permissions = data.get("permissions")
             allow = permissions.get("allow") if isinstance(permissions, dict) else None
@@ -571,7 +571,6 @@ def _hook_commands(hooks: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
 
 
 def _check_hook(
-    path: str,
     event: str,
     command: str,
     matcher: Any,
@@ -580,7 +579,7 @@ def _check_hook(
 ) -> None:
     needle = json.dumps(command)[1:-1]
     if event in R.BROAD_HOOK_EVENTS and R.is_broad_matcher(matcher):
-        script = _script_with_network(path, command, files)
+        script = _script_with_network(command, files)
         if R.runs_network(command) or script:
             note = f"{event}, matcher {matcher!r}" + (f", via {script}" if script else "")
             add("hooks.broad_network_hook", needle, note)
@@ -596,7 +595,7 @@ _SCRIPT_PATH = re.compile(
 )
 
 
-def _script_with_network(path: str, command: str, files: Mapping[str, bytes]) -> str | None:
+def _script_with_network(command: str, files: Mapping[str, bytes]) -> str | None:
     """A script of the artifact that the hook command runs, when it makes network calls."""
     for match in _SCRIPT_PATH.finditer(command[:2000]):
         relative = match.group(1).lstrip("./")

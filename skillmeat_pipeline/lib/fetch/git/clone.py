@@ -621,7 +621,10 @@ class _Guard:
         return callbacks
 
     def credentials(
-        self, url: str, username_from_url: str | None, allowed_types: int
+        self,
+        url: str,
+        username_from_url: str | None,  # noqa: ARG002 (pygit2's callback signature)
+        allowed_types: int,
     ) -> pygit2.UserPass:
         import pygit2
         from pygit2.enums import CredentialType

@@ -26,10 +26,10 @@ def list_tree(tree: pygit2.Tree) -> list[TreeEntry]:
     while stack:
         prefix, current = stack.pop()
         for obj in current:
-            path = prefix + obj.name
+            path = prefix + (obj.name or "")
             mode = int(obj.filemode)
             entries.append(TreeEntry(path, mode, str(obj.id)))
-            if mode == MODE_TREE:
+            if mode == MODE_TREE and isinstance(obj, pygit2.Tree):
                 stack.append((path + "/", obj))
     entries.sort(key=lambda e: e.path)
     return entries
@@ -47,7 +47,10 @@ class GitTreeSnapshot:
 
     def read_blob(self, entry: TreeEntry) -> bytes:
         self.blob_reads += 1
-        return self.repo[entry.sha].data  # type: ignore[union-attr]
+        blob = self.repo[entry.sha]
+        if not isinstance(blob, pygit2.Blob):
+            raise ValueError(f"{entry.path}: {entry.sha} is not a blob")
+        return blob.data
 
 
 def snapshot_commit(repo: pygit2.Repository, ref: str | None = None) -> GitTreeSnapshot:
