@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
+from skillmeat_pipeline.lib.core.extraction import BINARY_SUFFIXES
 from skillmeat_pipeline.lib.trust import rules as R
 from skillmeat_pipeline.lib.trust.findings import Finding, risk_of
 from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID, TRIGGERS, Hit, Rule, Trigger
@@ -48,42 +49,6 @@ _CONFIG_SUFFIXES = (
     ".conf",
     ".env",
     ".properties",
-)
-_BINARY_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".gif",
-    ".webp",
-    ".ico",
-    ".bmp",
-    ".pdf",
-    ".zip",
-    ".gz",
-    ".tgz",
-    ".bz2",
-    ".xz",
-    ".7z",
-    ".jar",
-    ".woff",
-    ".woff2",
-    ".ttf",
-    ".otf",
-    ".eot",
-    ".mp3",
-    ".mp4",
-    ".mov",
-    ".wav",
-    ".wasm",
-    ".so",
-    ".dylib",
-    ".dll",
-    ".exe",
-    ".pyc",
-    ".class",
-    ".docx",
-    ".xlsx",
-    ".pptx",
 )
 _HOOK_FILES = frozenset({"hooks.json", "settings.json", "settings.local.json", "plugin.json"})
 _MCP_FILES = frozenset({".mcp.json", "mcp.json", "plugin.json"})
@@ -171,7 +136,7 @@ def findings_for_files(
 
 def is_text(path: str, data: bytes) -> bool:
     """Small enough, not a known binary type, no NUL byte, and mostly valid UTF-8."""
-    if len(data) > MAX_FILE_BYTES or path.lower().endswith(_BINARY_SUFFIXES):
+    if len(data) > MAX_FILE_BYTES or path.lower().endswith(BINARY_SUFFIXES):
         return False
     if b"\0" in data:
         return False
