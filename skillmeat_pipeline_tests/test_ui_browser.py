@@ -1,4 +1,5 @@
-"""The Dagster UI in a real browser: `skillmeat-pipeline demo --serve`, then headless Chromium.
+"""The Dagster UI in a real browser: `skillmeat-pipeline demo --serve`, then headless Chromium
+driven by Playwright.
 
 Asserts that the asset's partitions page lists every source and shows a materialized source's
 metadata, and that Ctrl-C stops the demo, `dagster dev` and the servers cleanly. Saves a
@@ -25,7 +26,12 @@ import httpx
 import pytest
 
 from skillmeat_pipeline.testing.sample_repos import SAMPLE_UPDATE, apply_update, build_sample_repos
-from skillmeat_pipeline_tests.browser import Browser, find_chromium
+from skillmeat_pipeline_tests.browser import (
+    chromium_page,
+    find_chromium,
+    wait_for_pattern,
+    wait_for_text,
+)
 from skillmeat_pipeline_tests.test_demo import CLI, EXPECTED_KINDS, clean_environment
 
 pytestmark = pytest.mark.skipif(
@@ -139,9 +145,11 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
     pushed = expected_pushed_commit(tmp_path / "expected")
     key = SAMPLE_UPDATE.slug
     page = f"{base_url}/assets/marketplace_index?view=partitions&partition={quote(key, safe='')}"
-    with Browser.launch() as browser:
-        browser.navigate(page)
-        text = browser.wait_for_text(
+    shot = tmp_path / "ui-marketplace-index.png"
+    with chromium_page() as browser:
+        browser.goto(page)
+        text = wait_for_text(
+            browser,
             [*EXPECTED_KINDS, "Materialized (5)", "artifact_count", "strategy", pushed],
             timeout_s=90,
         )
@@ -150,15 +158,13 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
         assert metadata_value(text, "strategy") == "sparse_directory"
         assert metadata_value(text, "commit_sha") == pushed
         assert metadata_value(text, "scan_status") == "scanned"
-        shot = browser.screenshot(tmp_path / "ui-marketplace-index.png")
+        browser.screenshot(path=shot)
         if os.environ.get("SKILLMEAT_UI_SCREENSHOT"):
-            browser.screenshot(Path(os.environ["SKILLMEAT_UI_SCREENSHOT"]))
+            browser.screenshot(path=Path(os.environ["SKILLMEAT_UI_SCREENSHOT"]))
 
         # another partition, picked in the list as a user would: its own metadata
-        assert browser.click_text("acme/tiny-tools")
-        text = browser.wait_until(
-            lambda t: metadata_value(t, "strategy") == "api", "acme/tiny-tools metadata"
-        )
+        browser.get_by_text("acme/tiny-tools", exact=True).first.click()
+        text = wait_for_pattern(browser, r"^strategy\s*\n\s*api$")
         assert metadata_value(text, "artifact_count") == "2"
         assert metadata_value(text, "scan_status") == "current"
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
