@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,43 @@ def test_sync_list_materialize_search(pipeline: Pipeline):
     assert catalog.get_source("obra/superpowers").last_status == "removed"
     assert len(catalog.entries("obra/superpowers", include_removed=True)) == 16
     assert catalog.search("creative", artifact_type="skill") == []
+
+
+def readme_force_config() -> str:
+    """The `--config-json` of README's force example, as a user would copy it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    [config] = re.findall(r"--config-json '([^']+)'", readme)
+    return config
+
+
+def materialize_cli(partition: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "dagster", "asset", "materialize"),
+            *("-m", "skillmeat_pipeline.definitions", "--select", "marketplace_index"),
+            *("--partition", partition, *extra),
+        ],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.usefixtures("dagster_home")
+def test_the_readme_force_example_reindexes_an_unchanged_source(pipeline: Pipeline):
+    pipeline.sources_path.write_text(yaml.safe_dump({"sources": [{"github": "obra/superpowers"}]}))
+    assert CliRunner().invoke(main, ["sources", "sync"]).exit_code == 0
+    first = materialize_cli("obra/superpowers")
+    assert first.returncode == 0, first.stderr[-3000:]
+    unchanged = materialize_cli("obra/superpowers")
+    assert unchanged.returncode == 0, unchanged.stderr[-3000:]
+    assert pipeline.catalog().get_source("obra/superpowers").last_status == "current"
+
+    forced = materialize_cli("obra/superpowers", "--config-json", readme_force_config())
+
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert pipeline.catalog().get_source("obra/superpowers").last_status == "scanned"
 
 
 @pytest.mark.usefixtures("dagster_home")
