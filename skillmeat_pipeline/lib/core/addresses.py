@@ -94,7 +94,7 @@ class Origin:
 
 def parse_ip(host: str) -> IPAddress | None:
     """`host` as an IP address, in any notation a resolver reads as one; None for a name."""
-    text = host.strip("[]").rstrip(".").lower()
+    text = host.rstrip(".").lower()
     try:
         return ipaddress.ip_address(text)
     except ValueError:
