@@ -19,6 +19,7 @@ from skillmeat_pipeline.lib.core.addresses import (
     AddressPolicy,
     IPAddress,
     UrlError,
+    display_url,
     parse_ip,
     resolve_host,
     url_origin,
@@ -26,7 +27,7 @@ from skillmeat_pipeline.lib.core.addresses import (
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import CatalogEntry
-from skillmeat_pipeline.lib.core.secrets import Secret, redact
+from skillmeat_pipeline.lib.core.secrets import Secret, redact, secrets_from_env
 from skillmeat_pipeline.lib.core.sources import (
     SourceConfig,
     SourcesFileError,
@@ -191,7 +192,7 @@ def detect(
     except ValidationError as exc:
         # pydantic's text quotes the input verbatim, which may hold credentials
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        fail(redact(f"{github_repo or repo}: {problems}"))
+        fail(redact(f"{github_repo or display_url(repo or '')}: {problems}", secrets_from_env()))
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     else:

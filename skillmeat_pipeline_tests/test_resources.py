@@ -61,9 +61,12 @@ def test_github_token_reaches_fetchers_and_head_polling_through_env_var(monkeypa
     with dg.build_resources(resources) as built:
         token = built.fetchers.token()
         assert token == Secret(TOKEN) and str(token) == REDACTED
-        assert built.fetchers.fetchers.token == TOKEN  # lib takes a str today
+        assert built.fetchers.fetchers.token == Secret(TOKEN)
         assert built.head_polling.token() == Secret(TOKEN)
         queries = head_queries(sources_file, built.head_polling)
     # the token goes to GitHub sources only
-    assert {key: q.token for key, q in queries.items()} == {"owner/repo": TOKEN, "local/x": None}
+    assert {key: q.token for key, q in queries.items()} == {
+        "owner/repo": Secret(TOKEN),
+        "local/x": None,
+    }
     assert TOKEN not in repr(queries)
