@@ -414,6 +414,8 @@ def environment(work: Path, urls: Servers, name: str, args: argparse.Namespace) 
                 "SKILLMEAT_GITHUB_API_URL": urls.api,
                 "SKILLMEAT_GITHUB_RAW_URL": urls.raw,
                 "SKILLMEAT_GITHUB_GIT_URL": urls.git,
+                # the servers listen on loopback, which sources may not reach unless allowed
+                "SKILLMEAT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
                 "CLONE_TIMEOUT_SECONDS": "120",
                 "MIN_CLONE_DISK_SPACE_MB": "1",
             }

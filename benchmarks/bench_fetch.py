@@ -139,7 +139,9 @@ def _detect(
 def run_ours(repo: Repository, root: Path) -> Sample:
     """(a): the `detect URL` code path."""
     with GitHttpServer(root) as server:
-        seconds, entries, stats = _detect([server.url_for(repo.slug)], {"GITHUB_TOKEN": None})
+        # the server listens on loopback, which a URL may not reach unless allowed
+        env = {"GITHUB_TOKEN": None, "SKILLMEAT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1"}
+        seconds, entries, stats = _detect([server.url_for(repo.slug)], env)
     # read after stop(): every handler has logged its request by then
     requests = server.requests(repo.slug)
     return Sample(

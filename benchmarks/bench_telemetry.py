@@ -115,6 +115,8 @@ def main() -> None:
             SKILLMEAT_GITHUB_API_URL=github.api_url,
             SKILLMEAT_GITHUB_RAW_URL=github.raw_url,
             SKILLMEAT_GITHUB_GIT_URL=git.base_url,
+            # the servers listen on loopback, which sources may not reach unless allowed
+            SKILLMEAT_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
             CLONE_TIMEOUT_SECONDS="60",
             MIN_CLONE_DISK_SPACE_MB="1",
         )

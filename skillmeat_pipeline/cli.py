@@ -4,6 +4,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,26 @@ import click
 from pydantic import ValidationError
 
 from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.addresses import (
+    AddressPolicy,
+    IPAddress,
+    UrlError,
+    display_url,
+    parse_ip,
+    resolve_host,
+    url_origin,
+)
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import CatalogEntry
-from skillmeat_pipeline.lib.core.secrets import Secret, redact
-from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
+from skillmeat_pipeline.lib.core.secrets import Secret, redact, secrets_from_env
+from skillmeat_pipeline.lib.core.sources import (
+    SourceConfig,
+    SourcesFileError,
+    load_sources,
+    read_sources,
+    sources_file_path,
+)
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
     open_local_repository,
@@ -176,7 +192,7 @@ def detect(
     except ValidationError as exc:
         # pydantic's text quotes the input verbatim, which may hold credentials
         problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        fail(redact(f"{github_repo or repo}: {problems}"))
+        fail(redact(f"{github_repo or display_url(repo or '')}: {problems}", secrets_from_env()))
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     else:
@@ -258,6 +274,131 @@ def sources_sync() -> None:
         f"{len(configured)} sources: {len(added)} added, {len(removed)} removed"
         + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
     )
+
+
+def _resolve_all(
+    endpoints: Sequence[tuple[str, int]], timeout_s: float, parallel: int = 16
+) -> dict[tuple[str, int], list[IPAddress] | str]:
+    """Each endpoint's addresses (or why it has none), resolved `parallel` at a time.
+
+    Daemon threads: a resolver that hangs past `timeout_s` is reported, and cannot hold up the
+    process's exit the way a thread pool's workers would.
+    """
+    pending = list(endpoints)
+    results: dict[tuple[str, int], list[IPAddress] | str] = {}
+    done = threading.Condition()
+
+    def work() -> None:
+        while True:
+            with done:
+                if not pending:
+                    return
+                host, port = pending.pop()
+            try:
+                answer: list[IPAddress] | str = resolve_host(host, port)
+            except UrlError as exc:
+                answer = str(exc)
+            with done:
+                results[(host, port)] = answer
+                done.notify_all()
+
+    for _ in range(min(parallel, len(endpoints))):
+        threading.Thread(target=work, daemon=True, name="sources-check-resolve").start()
+    deadline = time.monotonic() + timeout_s
+    with done:
+        while len(results) < len(endpoints) and (left := deadline - time.monotonic()) > 0:
+            done.wait(left)
+        for endpoint in endpoints:
+            results.setdefault(endpoint, f"no answer from the resolver within {timeout_s:g} s")
+        return dict(results)
+
+
+@sources.command("check")
+@click.argument(
+    "path", required=False, type=click.Path(dir_okay=False, path_type=Path), metavar="[FILE]"
+)
+@click.option(
+    "--resolve",
+    is_flag=True,
+    help="Also resolve each source's host and apply the address rules to what it resolves to.",
+)
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for all host lookups (--resolve).",
+)
+def sources_check(path: Path | None, resolve: bool, timeout: float) -> None:
+    """Validate a sources file (default: SKILLMEAT_SOURCES_FILE, else ./sources.yaml) and change
+    nothing: no partition, no catalog row, no connection to a git server.
+
+    Every problem is printed on its own line with the line of the file: a repeated key, an
+    empty file, an invalid key or owner/repo, credentials in a URL, two sources of one
+    repository, a host that is a non-public address not listed in
+    SKILLMEAT_ALLOWED_PRIVATE_HOSTS. With --resolve, each host is also resolved (DNS only) and
+    every address it resolves to must pass the same rules, as it must when the pipeline
+    connects.
+
+    Exit status: 0 the file is valid (with --resolve: and every host resolves to allowed
+    addresses); 1 it is not; 2 the file cannot be read or SKILLMEAT_ALLOWED_PRIVATE_HOSTS or a
+    SKILLMEAT_GITHUB_*_URL variable is malformed.
+
+    \b
+    Examples:
+      skillmeat-pipeline sources check
+      skillmeat-pipeline sources check deploy/sources.yaml --resolve
+    """
+    path = path or sources_file_path()
+    try:
+        policy = AddressPolicy.from_env()
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{path}: cannot be read ({exc})")
+    try:
+        entries = read_sources(text, origin=str(path))
+    except SourcesFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for problem in entries.problems:
+        click.echo(f"error: {path}: {problem}", err=True)
+    failures = len(entries.problems)
+    if resolve and entries.valid:
+        origins = {source.key: url_origin(source.url) for source in entries.valid}
+        to_resolve = sorted(
+            {
+                origin.endpoint
+                for source in entries.valid
+                if not policy.is_github(source.url)
+                and parse_ip((origin := origins[source.key]).host) is None
+            }
+        )
+        answers = _resolve_all(to_resolve, timeout)
+        rows = []
+        for source in entries.valid:
+            origin = origins[source.key]
+            answer: list[IPAddress] | str = answers.get(origin.endpoint, [])
+            shown = ", ".join(map(str, answer)) if isinstance(answer, list) else "-"
+            if policy.is_github(source.url):
+                result = "ok: a SKILLMEAT_GITHUB_*_URL host (trusted)"
+            elif isinstance(answer, str):
+                result = f"error: {answer}"
+            else:
+                try:
+                    policy.check_connect(source.url, resolve=lambda _h, _p, a=answer: a)
+                    result = "ok"
+                except UrlError as exc:
+                    result = f"error: {exc}"
+            failures += result.startswith("error")
+            rows.append((source.key, str(origin), shown or origin.host, result))
+        click.echo(format_rows(("SOURCE", "HOST", "ADDRESSES", "RESULT"), rows, max_width=60))
+    checked = "valid" + (", hosts resolved and allowed" if resolve else "")
+    if failures:
+        click.echo(f"{path}: {failures} problem(s); nothing was changed", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: {len(entries.valid)} sources, {checked}")
 
 
 @sources.command("list")

@@ -169,6 +169,8 @@ def demo_environment(
         "SKILLMEAT_GITHUB_API_URL": api_url,
         "SKILLMEAT_GITHUB_RAW_URL": raw_url,
         "SKILLMEAT_GITHUB_GIT_URL": git_url,
+        # the demo's servers listen on loopback, which sources may not reach unless allowed
+        "SKILLMEAT_ALLOWED_PRIVATE_HOSTS": HOST,
         # the sample repositories are a few KB: a nearly full disk must not send them to the API
         "MIN_CLONE_DISK_SPACE_MB": "20",
         "CLONE_TIMEOUT_SECONDS": "30",

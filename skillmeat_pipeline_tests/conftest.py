@@ -17,6 +17,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # the variable is set at load time (defs/resources.py, optional_env_var): a test that removed it
 # later would fail the run's config. Tests that set it build their resources after (resource_defs).
 os.environ.pop("GITHUB_TOKEN", None)
+# Every test server listens on 127.0.0.1, which the address rules refuse by default (SPEC §2):
+# the suite allows it, as an operator allows an internal git server. The tests of the default
+# refusal remove or change the variable themselves (test_addresses.py, test_input_sources.py).
+os.environ["SKILLMEAT_ALLOWED_PRIVATE_HOSTS"] = "127.0.0.1"
 
 # Fixture modules shared by several test modules.
 pytest_plugins = [

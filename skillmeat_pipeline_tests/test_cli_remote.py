@@ -223,11 +223,19 @@ ERROR_CASES: dict[str, tuple[Callable[[Servers, int], list[str]], str]] = {
     ),
     "token in a malformed URL": (
         lambda _s, _port: [f"https://x-access-token:{FAKE_TOKEN}@exa mple.com/o/r.git"],
-        "not a git URL",
+        "credentials in a URL are never accepted",
     ),
     "token in the URL": (
         lambda _s, port: [f"https://x-access-token:{FAKE_TOKEN}@127.0.0.1:{port}/o/r.git"],
-        "credentials in the URL are not allowed",
+        "credentials in a URL are never accepted",
+    ),
+    "token in the query": (
+        lambda _s, port: [f"https://127.0.0.1:{port}/o/r.git?access_token={FAKE_TOKEN}"],
+        "credentials in a URL are never accepted",
+    ),
+    "internal address": (
+        lambda _s, _port: ["http://169.254.169.254/latest/meta-data/iam.git"],
+        "SKILLMEAT_ALLOWED_PRIVATE_HOSTS",
     ),
 }
 

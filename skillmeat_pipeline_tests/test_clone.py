@@ -16,6 +16,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from skillmeat_pipeline.lib.core.addresses import AddressPolicy
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone as clone_module
 from skillmeat_pipeline.lib.fetch.git.clone import (
@@ -272,8 +273,12 @@ def test_server_faults_are_classified(
     assert (error.reason, error.kind) == (reason, kind)
 
 
-def test_the_right_token_clones(git_server_root: Path, clone_dir: Path) -> None:
+def test_the_right_token_clones(
+    git_server_root: Path, clone_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with GitHttpServer(git_server_root, token=TOKEN) as server:
+        # the token goes to GitHub's hosts only: this server plays GitHub
+        monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", server.base_url)
         url, settings = server.url_for(SMALL), _settings(clone_dir)
         head = resolve_head(url, token=Secret(TOKEN), settings=settings)
         with clone_source(url, token=Secret(TOKEN), settings=settings) as cloned:
@@ -285,11 +290,15 @@ def test_the_right_token_clones(git_server_root: Path, clone_dir: Path) -> None:
 
 
 def test_a_wrong_token_is_tried_once_and_never_shown(
-    git_server_root: Path, clone_dir: Path, caplog: pytest.LogCaptureFixture
+    git_server_root: Path,
+    clone_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     wrong = "wrong-" + TOKEN
     with GitHttpServer(git_server_root, token=TOKEN) as server:
+        monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", server.base_url)
         error, _ = _clone_fails(
             server.url_for(SMALL), clone_dir, token=Secret(wrong), settings=_settings(clone_dir)
         )
@@ -369,9 +378,10 @@ def test_clone_errors_survive_pickling() -> None:
 
 
 def test_the_token_is_in_no_argv_or_environment_of_a_worker(
-    git_server_root: Path, clone_dir: Path
+    git_server_root: Path, clone_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with GitHttpServer(git_server_root, token=TOKEN) as server:
+        monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", server.base_url)
         resolve_head(server.url_for(SMALL), token=Secret(TOKEN), settings=_settings(clone_dir))
     # the worker that ran the lookup waits for its next job
     children = _child_processes()
@@ -391,7 +401,9 @@ def test_the_token_is_a_secret_until_it_is_written_to_the_worker() -> None:
     # revealed only in the line the worker reads on its stdin
     assert f'"token": "{TOKEN}"' in job_line(job).decode()
     # whatever libgit2 says, a token or a URL's credentials never reach the error detail
-    guard = _Guard(Secret(TOKEN), "http://127.0.0.1:1/o/r.git", soft_deadline=0)
+    guard = _Guard(
+        Secret(TOKEN), "http://127.0.0.1:1/o/r.git", soft_deadline=0, policy=AddressPolicy()
+    )
     quoting = Exception(f"failed with {TOKEN} at http://x-access-token:{TOKEN}@127.0.0.1:1/o/r")
     *_, detail = _classify(quoting, guard)
     assert TOKEN not in detail and "x-access-token" not in detail
@@ -404,10 +416,19 @@ def test_the_token_is_only_offered_once_and_only_to_the_urls_host() -> None:
     from skillmeat_pipeline.lib.fetch.git.clone import _Guard, _RefusedCredentials
 
     userpass = CredentialType.USERPASS_PLAINTEXT
-    redirected = _Guard(Secret(TOKEN), "http://127.0.0.1:8000/o/r.git", soft_deadline=0)
+    # 127.0.0.1:8000 plays GitHub's git host
+    github = AddressPolicy(github=frozenset({("127.0.0.1", 8000)}))
+    url = "http://127.0.0.1:8000/o/r.git"
+    redirected = _Guard(Secret(TOKEN), url, soft_deadline=0, policy=github)
     with pytest.raises(_RefusedCredentials, match="another host"):
         redirected.credentials("http://localhost:8000/o/r.git", None, userpass)
-    guard = _Guard(Secret(TOKEN), "http://127.0.0.1:8000/o/r.git", soft_deadline=0)
+    other_port = _Guard(Secret(TOKEN), url, soft_deadline=0, policy=github)
+    with pytest.raises(_RefusedCredentials, match="another host"):
+        other_port.credentials("http://127.0.0.1:8001/o/r.git", None, userpass)
+    withheld = _Guard(None, url, soft_deadline=0, policy=github, token_withheld=True)
+    with pytest.raises(_RefusedCredentials, match="GitHub's hosts only"):
+        withheld.credentials(url, None, userpass)
+    guard = _Guard(Secret(TOKEN), url, soft_deadline=0, policy=github)
     assert guard.credentials("http://127.0.0.1:8000/o/r.git", None, userpass).credential_tuple == (
         "x-access-token",
         TOKEN,

@@ -153,6 +153,8 @@ def deployment(
             "SKILLMEAT_SOURCES_FILE": str(sources_path),
             "CLONE_TIMEOUT_SECONDS": "60",
             "MIN_CLONE_DISK_SPACE_MB": "1",
+            # the git server listens on loopback, which sources may not reach unless allowed
+            "SKILLMEAT_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
         }
         monkeypatch.delenv("GITHUB_TOKEN", raising=False)
         with local_deployment(url, tmp_path, settings) as running:

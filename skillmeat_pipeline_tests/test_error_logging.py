@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,7 +32,7 @@ FAILURE_NEXT = "the partition fails and its last good rows stay"
 FAULTS = {
     "404": ("head lookup failed", r"the server answered 404"),
     "500": ("head lookup failed", r"the server answered 500"),
-    "drop_mid_pack": ("clone failed", r"cloning http://127\.0\.0\.1:\d+/tele/medium\.git failed"),
+    "drop_mid_pack": ("clone failed", r"cloning http://127\.0\.0\.1:\d+/\w+/medium\.git failed"),
     # killed at the 2 s deadline, or libgit2's own 2 s idle timeout fired first
     "silent": ("head lookup failed", r"no result within 2 s|timed out"),
     "closed_port": ("head lookup failed", r"Connection refused"),
@@ -40,7 +41,10 @@ FAULTS = {
 
 @pytest.fixture(scope="module")
 def served_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_served_root(tmp_path_factory.mktemp("error-logging-served"))
+    root = build_served_root(tmp_path_factory.mktemp("error-logging-served"))
+    # the plain source is a copy: one repository may be one source only
+    shutil.copytree(root / "tele" / "medium.git", root / "plain" / "medium.git")
+    return root
 
 
 @pytest.fixture
@@ -54,13 +58,17 @@ def stack(served_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def faulty_sources(stack: Stack, fault: str, port: int) -> list[str]:
     """Both sources, served by `tele/medium` misbehaving as `fault` (or by a closed port)."""
     if fault == "closed_port":
-        url = f"http://127.0.0.1:{port}/tele/medium.git"
+        closed = f"http://127.0.0.1:{port}"
         return stack.write_sources(
-            [{"github": GITHUB_KEY, "url": url}, {"key": PLAIN_KEY, "url": url}]
+            [
+                {"github": GITHUB_KEY, "url": f"{closed}/tele/medium.git"},
+                {"key": PLAIN_KEY, "url": f"{closed}/plain/medium.git"},
+            ]
         )
-    stack.git.set_fault("tele/medium", Fault(fault))
+    for slug in ("tele/medium", "plain/medium"):
+        stack.git.set_fault(slug, Fault(fault))
     return stack.write_sources(
-        [{"github": GITHUB_KEY}, {"key": PLAIN_KEY, "url": stack.git.url_for("tele/medium")}]
+        [{"github": GITHUB_KEY}, {"key": PLAIN_KEY, "url": stack.git.url_for("plain/medium")}]
     )
 
 

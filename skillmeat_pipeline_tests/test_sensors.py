@@ -245,10 +245,12 @@ def test_batch_lister_kills_a_lookup_that_never_ends_at_the_budget(setup: Setup)
     assert "404" in (answers["missing/repo"].error or "")
 
 
-def test_batch_lister_sends_a_secret_token_and_never_shows_it(repos_root: Path):
+def test_batch_lister_sends_a_secret_token_and_never_shows_it(repos_root: Path, monkeypatch):
     token = "s3cr3t-heads-TOKEN-0123456789"
     slug = LOCAL[0]
     with GitHttpServer(repos_root, token=token) as git:
+        # the token goes to GitHub's hosts only: this server plays GitHub
+        monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", git.base_url)
         url = git.url_for(slug)
         queries = [
             HeadQuery("with-token", url, token=Secret(token)),

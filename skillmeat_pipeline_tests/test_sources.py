@@ -15,7 +15,7 @@ def test_github_source_derives_key_and_url(monkeypatch):
 
 def test_github_enterprise_base_is_configurable(monkeypatch):
     monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", "http://127.0.0.1:8080/")
-    (source,) = parse_sources("- github: o/r\n")
+    (source,) = parse_sources("sources:\n- github: o/r\n")
     assert source.url == "http://127.0.0.1:8080/o/r.git"
 
 
@@ -37,25 +37,43 @@ sources:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("entries", "message"),
     [
-        ("- github: a/b\n  colour: red\n", "source #1 (a/b), field 'colour'"),
-        ("- github: a/b\n- github: a/b\n", "source #2 (a/b), field 'key': duplicate of source #1"),
+        ("- github: a/b\n  colour: red\n", "line 2: source #1 (a/b), field 'colour'"),
+        (
+            "- github: a/b\n- github: a/b\n",
+            "line 3: source #2 (a/b), field 'key': duplicate of source #1",
+        ),
         ("- key: 'a,b'\n  url: http://h/x.git\n", "source #1 (a,b), field 'key'"),
         ("- key: 'a...b'\n  url: http://h/x.git\n", "not a valid partition key"),
         ('- key: "a\\x01"\n  url: http://h/x.git\n', "field 'key'"),
         ("- key: k\n  url: ftp://h/x\n", "source #1 (k), field 'url'"),
-        ("- key: k\n  url: https://me:tok@h/x.git\n", "credentials in the URL"),
+        ("- key: k\n  url: https://me:tok@h/x.git\n", "credentials in a URL are never accepted"),
         ("- key: k\n", "needs 'url' or 'github'"),
         ("- url: http://h/x.git\n", "needs 'key'"),
         ("- github: not-a-repo\n", "field 'github'"),
         ("- github: a/b\n  root_hint: ../up\n", "field 'root_hint'"),
         ("- github: a/b\n  deep_indexing: maybe\n", "field 'deep_indexing'"),
-        ("sources: [\n", "not valid YAML"),
-        ("42\n", "expected a mapping"),
+        ("- just a string\n", "source #1: must be a mapping"),
     ],
 )
-def test_bad_input_names_source_and_field(text, message):
+def test_bad_input_names_line_source_and_field(entries, message):
+    with pytest.raises(SourcesFileError) as raised:
+        parse_sources("sources:\n" + entries)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sources: [\n", "not valid YAML: line 2, column 1"),
+        ("42\n", "expected a mapping"),
+        ("- github: a/b\n", "expected a mapping with a 'sources' list"),
+        ("sources:\n- github: a/b\nsauces: []\n", "unknown top-level field(s): sauces"),
+        ("sources: {github: a/b}\n", "'sources' must be a list"),
+    ],
+)
+def test_a_file_that_is_not_one_mapping_with_a_sources_list_is_an_error(text, message):
     with pytest.raises(SourcesFileError) as raised:
         parse_sources(text)
     assert message in str(raised.value)
@@ -65,7 +83,7 @@ def test_missing_and_non_utf8_files(tmp_path: Path):
     with pytest.raises(SourcesFileError, match="not found"):
         load_sources(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
-    bad.write_bytes(b"- github: a/b\n# \xff\xfe\n")
+    bad.write_bytes(b"sources:\n- github: a/b\n# \xff\xfe\n")
     with pytest.raises(SourcesFileError, match="not UTF-8"):
         load_sources(bad)
 

@@ -233,6 +233,8 @@ def open_stack(
         monkeypatch.setenv("SKILLMEAT_GITHUB_API_URL", github.api_url)
         monkeypatch.setenv("SKILLMEAT_GITHUB_RAW_URL", github.raw_url)
         monkeypatch.setenv("SKILLMEAT_GITHUB_GIT_URL", git.base_url)
+        # the servers listen on loopback, which sources may not reach unless allowed
+        monkeypatch.setenv("SKILLMEAT_ALLOWED_PRIVATE_HOSTS", "127.0.0.1")
         monkeypatch.setenv("CLONE_TIMEOUT_SECONDS", "30")
         monkeypatch.setenv("MIN_CLONE_DISK_SPACE_MB", "1")
         if token:

@@ -12,7 +12,12 @@ from typing_extensions import override  # typing.override from Python 3.12
 
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.secrets import Secret
-from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
+from skillmeat_pipeline.lib.core.sources import (
+    SourceConfig,
+    SourceEntries,
+    load_sources,
+    read_sources_file,
+)
 from skillmeat_pipeline.lib.fetch.git.heads import (
     DEFAULT_MAX_PARALLEL,
     DEFAULT_PAGE_SIZE,
@@ -86,7 +91,13 @@ class SourcesFileResource(dg.ConfigurableResource):
     path: str | None = None
 
     def load(self) -> list[SourceConfig]:
+        """Every source; any bad entry is a `SourcesFileError` (for changing partitions)."""
         return load_sources(Path(self.path) if self.path else None)
+
+    def entries(self) -> SourceEntries:
+        """The good entries and the problem of each bad one (for runs: a bad entry fails its
+        own partition only)."""
+        return read_sources_file(Path(self.path) if self.path else None)
 
 
 class FetchersResource(dg.ConfigurableResource):

@@ -76,14 +76,15 @@ def sources_sync_sensor(
 def head_queries(
     sources_file: SourcesFileResource, head_polling: HeadPollingResource
 ) -> dict[str, HeadQuery]:
-    """A head lookup per configured source; the token (`head_polling.github_token`, from
-    `GITHUB_TOKEN`) goes to GitHub sources only."""
+    """A head lookup per configured source whose entry is valid (a bad entry fails its own
+    runs, not the polling of the others); the token (`head_polling.github_token`, from
+    `GITHUB_TOKEN`) goes to GitHub sources only, and only to GitHub's hosts (`HeadQuery`)."""
     token = head_polling.token()
     return {
         source.key: HeadQuery(
             source.key, source.url, source.ref, token=token if source.github else None
         )
-        for source in sources_file.load()
+        for source in sources_file.entries().valid
     }
 
 

@@ -110,12 +110,13 @@ def resolve_source_heads(
 ) -> Iterator[dg.Output[list[Any]]]:
     """The body of `resolve_heads` for any list of sources (the batch job names its own)."""
     try:
-        configured = {source.key: source for source in sources_file.load()}
+        entries = sources_file.entries()
     except SourcesFileError as exc:
         raise dg.Failure(
             description=f"the sources file cannot be used, nothing was indexed: {exc}",
             allow_retries=False,
         ) from None
+    configured = {source.key: source for source in entries.valid}
     store = catalog.catalog
     store.upsert_sources([configured[k] for k in keys if k in configured])
     run_fetchers = fetchers.fetchers
@@ -124,16 +125,25 @@ def resolve_source_heads(
     with tree_in_run_log(context):
         settled: list[SourceOutcome] = []
         for key in keys:
-            if key not in configured:
+            if key in configured:
+                continue
+            if key in entries.invalid:
                 reason = (
-                    f"source {key} is not in the sources file any more; its rows stay as they "
-                    "are (run `skillmeat-pipeline sources sync` to mark them removed)"
+                    f"source {key}: its entry in the sources file is invalid ("
+                    f"{entries.invalid[key]}); nothing was fetched and its rows stay as they are"
                 )
-                logger.error(
-                    f"{reason}; the partition fails",
-                    extra={"record": {"source": key, "event": "source_not_configured"}},
+                event = "source_invalid"
+            else:
+                reason = (
+                    f"source {key} is not a configured source (not in the sources file "
+                    f"{entries.origin}); nothing was fetched and its rows, if any, stay as they "
+                    "are (add it to the sources file, or let `sources sync` remove the partition)"
                 )
-                settled.append(Failed(source_key=key, reason=reason))
+                event = "source_not_configured"
+            logger.error(
+                f"{reason}; the partition fails", extra={"record": {"source": key, "event": event}}
+            )
+            settled.append(Failed(source_key=key, reason=reason))
         plans = [start_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
         outcomes = _map_bounded(
             lambda plan: resolve(plan, run_fetchers), plans, fetchers.max_parallel_sources

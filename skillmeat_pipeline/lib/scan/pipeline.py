@@ -15,6 +15,7 @@ on the `skillmeat_pipeline` logger tree (the Dagster layer forwards that tree to
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
+from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord, UnknownSourceError
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import (
@@ -572,7 +573,10 @@ def _store(catalog: Catalog, outcome: SourceOutcome) -> int:
         ).rows_affected
     if isinstance(outcome, Current):
         catalog.record_current(outcome.source_key, outcome.commit_sha, outcome.cost.api_calls)
-    else:
+        return 0
+    # not a configured source (a partition added in the UI, a removed source): it has no active
+    # row to note the failure on; its partition and the run log say why it failed
+    with contextlib.suppress(UnknownSourceError):
         catalog.record_failure(outcome.source_key, outcome.reason, api_calls=outcome.cost.api_calls)
     return 0
 

@@ -34,8 +34,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from skillmeat_pipeline.lib.core.addresses import (
+    ALLOWED_PRIVATE_HOSTS,
+    AddressPolicy,
+    ForbiddenAddressError,
+    UnresolvedHostError,
+    UrlError,
+    display_url,
+    url_origin,
+)
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -75,6 +84,7 @@ class CloneReason(StrEnum):
     DISK_SPACE = "disk_space"
     UNAVAILABLE = "unavailable"
     REF_NOT_FOUND = "ref_not_found"
+    FORBIDDEN_ADDRESS = "forbidden_address"
 
 
 _NEXT_STEP = {
@@ -88,6 +98,8 @@ _NEXT_STEP = {
     CloneReason.DISK_SPACE: "Free disk space or lower MIN_CLONE_DISK_SPACE_MB.",
     CloneReason.UNAVAILABLE: "Cloning does not work in this process; the GitHub API path does.",
     CloneReason.REF_NOT_FOUND: "Check the source's `ref`: it must name a branch or a tag.",
+    CloneReason.FORBIDDEN_ADDRESS: "Nothing was sent to it; if it is an internal git server "
+    f"you trust, list its host in {ALLOWED_PRIVATE_HOSTS}.",
 }
 
 
@@ -214,20 +226,6 @@ def libgit2_status() -> Libgit2Status:
     return Libgit2Status(usable=problem is None, version=version, problem=problem)
 
 
-def display_url(url: str) -> str:
-    """`url` without user, password, query or fragment: safe for logs, errors and metadata."""
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if not parts.scheme or not parts.hostname:
-        return redact(url)
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    netloc = f"{host}:{port}" if port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def resolve_head(
     url: str,
     ref: str | None = None,
@@ -302,6 +300,19 @@ def clone_source(
 # -- parent side -----------------------------------------------------------------------------
 
 
+def token_fields(url: str, token: Secret | None, policy: AddressPolicy) -> dict[str, Any]:
+    """The job fields that say whether the token goes along to `url`.
+
+    The token goes to GitHub's hosts only (SPEC §6.1): a source's own `url` on another host never
+    gets it, even when the source also names `github`.
+    """
+    github = policy.is_github(url)
+    return {
+        "token": token if github else None,
+        "token_withheld": token is not None and not github,
+    }
+
+
 def job_line(job: Mapping[str, Any]) -> bytes:
     """One job as the JSON line a worker reads: the one place a token is revealed to a worker
     (through its stdin, never argv or the environment)."""
@@ -349,11 +360,13 @@ def _execute(
     dest: Path | None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + budget_s
+    policy = AddressPolicy.from_env()
     job = {
         "op": op,
         "url": url,
         "ref": ref,
-        "token": token,
+        **token_fields(url, token, policy),
+        "addresses": policy.to_json(),
         "dest": str(dest) if dest else None,
         "deadline": deadline,
         # the worker stops itself a little early when data is flowing, so it can still report how
@@ -561,8 +574,18 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from pygit2.enums import Option
 
     token = job["token"]
-    guard = _Guard(Secret(token) if token is not None else None, job["url"], job["soft_deadline"])
+    policy = AddressPolicy.from_json(job["addresses"])
+    guard = _Guard(
+        Secret(token) if token is not None else None,
+        job["url"],
+        job["soft_deadline"],
+        policy=policy,
+        token_withheld=job["token_withheld"],
+    )
     try:
+        # the address rules on what the host resolves to now, right before libgit2 connects
+        # (libgit2 resolves it again: see lib/core/addresses.py on that window)
+        policy.check_connect(job["url"])
         # process-global options: a worker runs one job at a time, so setting them here is safe
         pygit2.option(Option.SET_SERVER_CONNECT_TIMEOUT, job["connect_timeout_ms"])
         pygit2.option(Option.SET_SERVER_TIMEOUT, job["idle_timeout_ms"])
@@ -602,9 +625,19 @@ def _fetch(job: dict[str, Any], callbacks: pygit2.RemoteCallbacks) -> dict[str, 
 class _Guard:
     """The credentials and progress callbacks of one job."""
 
-    def __init__(self, token: Secret | None, url: str, soft_deadline: float) -> None:
+    def __init__(
+        self,
+        token: Secret | None,
+        url: str,
+        soft_deadline: float,
+        *,
+        policy: AddressPolicy,
+        token_withheld: bool = False,
+    ) -> None:
         self.token = token
-        self.host = urlsplit(url).hostname
+        self.url = url
+        self.policy = policy
+        self.token_withheld = token_withheld
         self.soft_deadline = soft_deadline
         self.credential_requests = 0
         self.received_bytes = 0
@@ -630,18 +663,23 @@ class _Guard:
         from pygit2.enums import CredentialType
 
         self.credential_requests += 1
+        if self.token_withheld:
+            raise _RefusedCredentials(
+                "the server asks for credentials, and GITHUB_TOKEN goes to GitHub's hosts only "
+                "(github.com or the SKILLMEAT_GITHUB_*_URL hosts), so none was sent"
+            )
         if self.token is None:
             raise _RefusedCredentials("the server asks for credentials and no token is configured")
         if self.credential_requests > 1:
             # a second request means the token was refused; libgit2 would ask 15 times
             raise _RefusedCredentials("the server rejected the token")
-        if urlsplit(url).hostname != self.host:
+        if not self.policy.is_github(url) or _endpoint(url) != _endpoint(self.url):
             raise _RefusedCredentials(
                 f"redirected to another host ({urlsplit(url).hostname}), the token was not sent"
             )
         if not allowed_types & CredentialType.USERPASS_PLAINTEXT:
             raise _RefusedCredentials("the server does not accept a token for this URL")
-        # the one place the token is revealed: the answer to the URL's own host
+        # the one place the token is revealed: the answer to the URL's own GitHub host
         return pygit2.UserPass(TOKEN_USERNAME, self.token.reveal())
 
     def transfer_progress(self, stats: pygit2.remotes.TransferProgress) -> None:
@@ -649,6 +687,13 @@ class _Guard:
         if time.monotonic() > self.soft_deadline:
             # raising is the only way to stop libgit2 from a callback: a return value is ignored
             raise _Deadline()
+
+
+def _endpoint(url: str) -> tuple[str, int] | None:
+    try:
+        return url_origin(url).endpoint
+    except UrlError:
+        return None
 
 
 def _pick_ref(heads: list[Any], ref: str | None) -> tuple[str, str]:
@@ -680,6 +725,12 @@ def _classify(exc: Exception, guard: _Guard) -> tuple[FailureKind, CloneReason, 
         return _TRANSIENT, CloneReason.TIMEOUT, detail
     if isinstance(exc, _RefusedCredentials):
         return _PERMANENT, CloneReason.AUTH, message
+    if isinstance(exc, ForbiddenAddressError):
+        return _PERMANENT, CloneReason.FORBIDDEN_ADDRESS, message
+    if isinstance(exc, UnresolvedHostError):
+        return _TRANSIENT, CloneReason.NETWORK, message
+    if isinstance(exc, UrlError):
+        return _PERMANENT, CloneReason.NETWORK, f"the URL cannot be used ({message})"
     if isinstance(exc, _RefNotFound):
         return _PERMANENT, CloneReason.REF_NOT_FOUND, message
     if isinstance(exc, pygit2.AuthError) or "authentication replays" in message:

@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from skillmeat_pipeline.lib.core.addresses import AddressPolicy
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone
 
@@ -54,7 +55,8 @@ _CURSOR_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class HeadQuery:
-    """One source to look up: its clone URL, the ref it is indexed at, the token for its host."""
+    """One source to look up: its clone URL, the ref it is indexed at, and the token, which
+    goes along only when the URL is on one of GitHub's hosts (SPEC §6.1)."""
 
     key: str
     url: str
@@ -258,13 +260,16 @@ class BatchHeadLister:
             error = f"libgit2 is unusable: {status.problem}"
             return {q.key: HeadAnswer(q.key, error=error) for q in queries}
         deadline = time.monotonic() + budget_s
+        policy = AddressPolicy.from_env()
         request = {
             "deadline": deadline,
             "parallel": min(self.max_parallel, len(queries)),
             "connect_timeout_ms": round(min(self.connect_timeout_s, budget_s) * 1000),
             "idle_timeout_ms": round(min(self.idle_timeout_s, budget_s) * 1000),
+            # the same rules for every query; each query's token only if its host is GitHub's
+            "addresses": policy.to_json(),
             "queries": [
-                {"i": i, "url": q.url, "ref": q.ref, "token": q.token}
+                {"i": i, "url": q.url, "ref": q.ref, **clone.token_fields(q.url, q.token, policy)}
                 for i, q in enumerate(queries)
             ],
         }
@@ -380,6 +385,8 @@ def _worker_main() -> None:
             "url": query["url"],
             "ref": query["ref"],
             "token": query["token"],
+            "token_withheld": query["token_withheld"],
+            "addresses": request["addresses"],
             "dest": None,
             "deadline": deadline,
             "soft_deadline": deadline,
