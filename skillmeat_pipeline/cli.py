@@ -19,6 +19,12 @@ from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import CatalogEntry
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
 from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
+from skillmeat_pipeline.lib.core.untrusted import (
+    TreeTooLargeError,
+    printable,
+    record_path_problems,
+    screen_snapshot,
+)
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
     open_local_repository,
@@ -45,7 +51,12 @@ def preview_source_key(location: str) -> str:
 
 
 def format_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 70) -> str:
-    """A plain text table: one header line, one line per row, columns padded."""
+    """A plain text table: one header line, one line per row, columns padded.
+
+    Cells hold names, paths and descriptions from repositories: control characters are escaped,
+    so a cell is one line and cannot drive the terminal.
+    """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [
         min(max_width, max([len(h)] + [len(r[i]) for r in rows])) for i, h in enumerate(headers)
     ]
@@ -70,7 +81,7 @@ def format_entries(entries: Sequence[CatalogEntry]) -> str:
 
 
 def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(2)
 
 
@@ -165,11 +176,16 @@ def detect(
             with open_local_repository(repo or "") as repository:
                 snapshot = snapshot_commit(repository, ref)
                 extract_started = time.monotonic()
+                screened = screen_snapshot(snapshot)
                 detection = detect_artifacts(
-                    snapshot, root_hint=root_hint, exclude=exclude, repo_name=key
+                    screened, root_hint=root_hint, exclude=exclude, repo_name=key
                 )
-                entries = extract_catalog_entries(snapshot, detection, source_key=key)
+                for problem in record_path_problems(screened, detection):
+                    click.echo(f"problem: {printable(problem)}", err=True)
+                entries = extract_catalog_entries(screened, detection, source_key=key)
                 extract_ms = round((time.monotonic() - extract_started) * 1000)
+    except TreeTooLargeError as exc:
+        fail(f"{repo or github_repo}: {exc}")
     except RepositoryError as exc:
         message = str(exc)
         fail(message if message.startswith(repo or "") else f"{repo}: {message}")
