@@ -628,11 +628,11 @@ class GitHubClient:
 
         def on_retry(number: int, exc: BaseException, wait: float) -> None:
             logger.warning(
-                "%s; retry %d of %d in %.1f s",
+                "%s; trying again in %.1f s (retry %d of %d)",
                 exc,
+                wait,
                 number,
                 self._retries.max_attempts - 1,
-                wait,
                 extra={
                     "record": {
                         "repo": scan.repo,
