@@ -396,13 +396,23 @@ def demo(directory: Path, serve: bool, port: int) -> None:
     show_default=True,
     help="Larger deliveries are refused with 413.",
 )
-def webhook_server(host: str, port: int, hook_path: str, max_body_bytes: int) -> None:
+@click.option(
+    "--max-connections-per-client",
+    default=4,
+    show_default=True,
+    help="Connections one address may hold of the 16 (more get 503); behind a reverse proxy, 16.",
+)
+def webhook_server(
+    host: str, port: int, hook_path: str, max_body_bytes: int, max_connections_per_client: int
+) -> None:
     """Receive GitHub `push` webhooks and store them for the `push_events_sensor`.
 
     The secret configured on the GitHub webhook comes from SKILLMEAT_WEBHOOK_SECRET; every
     delivery must carry a valid X-Hub-Signature-256 (401 otherwise). Accepted pushes are stored in
     the catalog database (SKILLMEAT_INDEX_URL); a redelivery of the same X-GitHub-Delivery is
-    ignored; a repository that is no source gets 404. Runs until SIGTERM or Ctrl-C.
+    ignored; a repository that is no source gets 404. Headers must arrive within 10 s, a body
+    within 30 s, and one address holds at most --max-connections-per-client connections, so slow
+    or greedy clients cannot keep deliveries out. Runs until SIGTERM or Ctrl-C.
 
     \b
     Example:
@@ -430,7 +440,13 @@ def webhook_server(host: str, port: int, hook_path: str, max_body_bytes: int) ->
         signal.signal(signum, lambda *_: stop.set())
     receiver = WebhookReceiver(catalog, secret, max_body_bytes=max_body_bytes)
     try:
-        server = WebhookServer(receiver, host=host, port=port, path=hook_path).start()
+        server = WebhookServer(
+            receiver,
+            host=host,
+            port=port,
+            path=hook_path,
+            max_connections_per_client=max_connections_per_client,
+        ).start()
     except (OSError, ValueError) as exc:
         catalog.dispose()
         fail(f"cannot listen on {host}:{port}: {exc}")
