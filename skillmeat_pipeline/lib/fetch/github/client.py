@@ -507,7 +507,11 @@ class GitHubClient:
         tree = self._tree(scan, repo, sha, recursive=True)
         # GitHub bounds one answer (100,000 entries, 7 MB); `limit` bounds the whole listing
         check_tree_size(listed + len(tree.tree), limit, f"tree {sha[:12]}")
-        items = [item.model_copy(update={"path": prefix + item.path}) for item in tree.tree]
+        items = (
+            [item.model_copy(update={"path": prefix + item.path}) for item in tree.tree]
+            if prefix
+            else tree.tree
+        )
         if not tree.truncated:
             return items
         logger.info(
