@@ -5,8 +5,8 @@ default branch is needed; manifests are read from the raw host at the commit SHA
 REST calls because they do not touch the REST rate limit. Each scan has a hard call budget (default
 10). Rate-limit headers are remembered so a scan that the remaining limit cannot finish is refused
 before its first request. Re-read URLs are sent with `If-None-Match`; SHA-addressed answers never
-change, so a cached one is reused without a request. A 5xx answer or a failed connection is tried
-again with backoff (`REST_RETRIES`) while the scan's budget allows.
+change, so a cached one is reused without a request. A 500/502/503/504 answer is tried again with
+backoff (`REST_RETRIES`) while the scan's budget allows.
 
 The token goes only to the configured API and raw hosts (each request only to its own host, so a
 redirect elsewhere drops it) and never into a URL, a log line or an exception message.
@@ -76,13 +76,6 @@ class ApiError(Exception):
     @property
     def transient(self) -> bool:
         return self.kind is ErrorKind.TRANSIENT
-
-
-class ApiTimeout(ApiError):
-    """No answer within the client's timeout: transient, but not retried at once (it waited)."""
-
-    def __init__(self, message: str, *, repo: str | None = None) -> None:
-        super().__init__(message, kind=ErrorKind.TRANSIENT, repo=repo)
 
 
 class RateLimited(ApiError):
@@ -609,11 +602,12 @@ class GitHubClient:
     def _get(
         self, scan: ScanStats, url: str, host: HostKind, what: str, headers: dict[str, str]
     ) -> httpx.Response:
-        """`_send`, tried again with backoff (SPEC §8) on a 5xx answer or a failed connection.
+        """`_send`, tried again with backoff (SPEC §8) on a 500/502/503/504 answer.
 
         A REST retry is a call like any other: none starts once the scan's budget is spent, so the
-        last error is what the caller sees. A timeout is not tried again here: it already waited
-        the whole timeout, and the scan's own retry or fallback decides what comes next.
+        last error is what the caller sees. A timeout or a refused connection is not tried again
+        here: the first already waited the whole timeout, and a host that refuses connections
+        rarely accepts them a second later; the scan's fallback or failure decides what is next.
         """
 
         def attempt() -> httpx.Response:
@@ -623,9 +617,7 @@ class GitHubClient:
             return response
 
         def retryable(exc: BaseException) -> bool:
-            if not isinstance(exc, ApiError) or isinstance(exc, ApiTimeout | RateLimited):
-                return False
-            if exc.status is not None and exc.status not in RETRIED_STATUSES:
+            if not isinstance(exc, ApiError) or exc.status not in RETRIED_STATUSES:
                 return False
             with self._lock:
                 return host == "raw" or scan.rest_calls < scan.budget
@@ -670,8 +662,9 @@ class GitHubClient:
                 response = self._http.get(url, headers=request_headers)
             except httpx.TimeoutException as exc:
                 self._count_response(scan, host, None)
-                raise ApiTimeout(
+                raise ApiError(
                     f"{scan.repo}: {what} timed out ({type(exc).__name__}); retry later",
+                    kind=ErrorKind.TRANSIENT,
                     repo=scan.repo,
                 ) from None
             except httpx.TransportError as exc:
