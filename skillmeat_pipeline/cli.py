@@ -35,6 +35,12 @@ from skillmeat_pipeline.lib.core.sources import (
     read_sources,
     sources_file_path,
 )
+from skillmeat_pipeline.lib.core.untrusted import (
+    TreeTooLargeError,
+    printable,
+    record_path_problems,
+    screen_snapshot,
+)
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
     open_local_repository,
@@ -61,7 +67,12 @@ def preview_source_key(location: str) -> str:
 
 
 def format_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width: int = 70) -> str:
-    """A plain text table: one header line, one line per row, columns padded."""
+    """A plain text table: one header line, one line per row, columns padded.
+
+    Cells hold names, paths and descriptions from repositories: control characters are escaped,
+    so a cell is one line and cannot drive the terminal.
+    """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [
         min(max_width, max([len(h)] + [len(r[i]) for r in rows])) for i, h in enumerate(headers)
     ]
@@ -86,7 +97,7 @@ def format_entries(entries: Sequence[CatalogEntry]) -> str:
 
 
 def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(2)
 
 
@@ -181,11 +192,16 @@ def detect(
             with open_local_repository(repo or "") as repository:
                 snapshot = snapshot_commit(repository, ref)
                 extract_started = time.monotonic()
+                screened = screen_snapshot(snapshot)
                 detection = detect_artifacts(
-                    snapshot, root_hint=root_hint, exclude=exclude, repo_name=key
+                    screened, root_hint=root_hint, exclude=exclude, repo_name=key
                 )
-                entries = extract_catalog_entries(snapshot, detection, source_key=key)
+                for problem in record_path_problems(screened, detection):
+                    click.echo(f"problem: {printable(problem)}", err=True)
+                entries = extract_catalog_entries(screened, detection, source_key=key)
                 extract_ms = round((time.monotonic() - extract_started) * 1000)
+    except TreeTooLargeError as exc:
+        fail(f"{repo or github_repo}: {exc}")
     except RepositoryError as exc:
         message = str(exc)
         fail(message if message.startswith(repo or "") else f"{repo}: {message}")
@@ -521,13 +537,23 @@ def demo(directory: Path, serve: bool, port: int) -> None:
     show_default=True,
     help="Larger deliveries are refused with 413.",
 )
-def webhook_server(host: str, port: int, hook_path: str, max_body_bytes: int) -> None:
+@click.option(
+    "--max-connections-per-client",
+    default=4,
+    show_default=True,
+    help="Connections one address may hold of the 16 (more get 503); behind a reverse proxy, 16.",
+)
+def webhook_server(
+    host: str, port: int, hook_path: str, max_body_bytes: int, max_connections_per_client: int
+) -> None:
     """Receive GitHub `push` webhooks and store them for the `push_events_sensor`.
 
     The secret configured on the GitHub webhook comes from SKILLMEAT_WEBHOOK_SECRET; every
     delivery must carry a valid X-Hub-Signature-256 (401 otherwise). Accepted pushes are stored in
     the catalog database (SKILLMEAT_INDEX_URL); a redelivery of the same X-GitHub-Delivery is
-    ignored; a repository that is no source gets 404. Runs until SIGTERM or Ctrl-C.
+    ignored; a repository that is no source gets 404. Headers must arrive within 10 s, a body
+    within 30 s, and one address holds at most --max-connections-per-client connections, so slow
+    or greedy clients cannot keep deliveries out. Runs until SIGTERM or Ctrl-C.
 
     \b
     Example:
@@ -555,7 +581,13 @@ def webhook_server(host: str, port: int, hook_path: str, max_body_bytes: int) ->
         signal.signal(signum, lambda *_: stop.set())
     receiver = WebhookReceiver(catalog, secret, max_body_bytes=max_body_bytes)
     try:
-        server = WebhookServer(receiver, host=host, port=port, path=hook_path).start()
+        server = WebhookServer(
+            receiver,
+            host=host,
+            port=port,
+            path=hook_path,
+            max_connections_per_client=max_connections_per_client,
+        ).start()
     except (OSError, ValueError) as exc:
         catalog.dispose()
         fail(f"cannot listen on {host}:{port}: {exc}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pygit2
@@ -69,3 +69,40 @@ def _write_tree(repo: pygit2.Repository, tree: dict[str, object]) -> pygit2.Oid:
             oid, mode = value  # type: ignore[misc]
             builder.insert(name, oid, mode)
     return builder.write()
+
+
+RawTree = dict[bytes, "bytes | pygit2.Oid | RawTree"]
+
+
+def make_raw_repo(
+    path: Path,
+    tree: RawTree | Callable[[pygit2.Repository], RawTree],
+    *,
+    branch: str = "main",
+) -> pygit2.Repository:
+    """A bare repository with one commit whose tree is written object by object, so names may be
+    anything git's format can hold (bytes that are not UTF-8, `..`, newlines, escapes, `/`), as a
+    crafted push would have them. A value is a file's content, a dict for a folder, or the id of
+    a tree already written (`tree` as a function of the new repository can write some first)."""
+    repo = pygit2.init_repository(str(path), bare=True)
+    signature = pygit2.Signature("Test", "test@example.com", 1_700_000_000, 0)
+    tree_id = write_raw_tree(repo, tree(repo) if callable(tree) else tree)
+    repo.create_commit(f"refs/heads/{branch}", signature, signature, "crafted", tree_id, [])
+    repo.set_head(f"refs/heads/{branch}")
+    return repo
+
+
+def write_raw_tree(repo: pygit2.Repository, tree: RawTree) -> pygit2.Oid:
+    """A tree object from raw bytes; values are blob contents, dicts (folders) or tree ids."""
+    entries: list[tuple[bytes, bytes, pygit2.Oid]] = []
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            entries.append((b"40000", name, write_raw_tree(repo, value)))
+        elif isinstance(value, pygit2.Oid):
+            entries.append((b"40000", name, value))
+        else:
+            entries.append((b"100644", name, repo.create_blob(value)))
+    # git's order: a folder sorts as if its name ended with "/"
+    entries.sort(key=lambda e: e[1] + (b"/" if e[0] == b"40000" else b""))
+    data = b"".join(mode + b" " + name + b"\0" + oid.raw for mode, name, oid in entries)
+    return repo.odb.write(pygit2.enums.ObjectType.TREE, data)

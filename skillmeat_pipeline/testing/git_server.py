@@ -59,6 +59,9 @@ class Fault(StrEnum):
     DROP_MID_PACK = "drop_mid_pack"  # send half of the pack, then close the connection
     NOT_FOUND = "404"
     SERVER_ERROR = "500"
+    # read the request, then wait for `release()` (or the hold limit, or stop) before serving it
+    # normally: a test knows its client is mid-request (`wait_held`) and decides when it goes on
+    HOLD = "hold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,9 @@ class GitHttpServer(BackgroundHTTPServer):
         self._faults: dict[str, _FaultSetting] = {}
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()
+        self._held = threading.Condition(self._lock)
+        self._holding: dict[str, int] = {}  # requests held now, by repository
+        self._released: dict[str, threading.Event] = {}
 
     # -- addresses -------------------------------------------------------------------------------
 
@@ -175,6 +181,32 @@ class GitHttpServer(BackgroundHTTPServer):
                 if setting.times == 0:
                     del self._faults[slug]
             return setting
+
+    def wait_held(self, slug: str, timeout_s: float) -> bool:
+        """Wait until a request for `owner/repo` is held by a `HOLD` fault; False on timeout."""
+        key = _normalise_slug(slug)
+        with self._held:
+            return self._held.wait_for(lambda: self._holding.get(key, 0) > 0, timeout_s)
+
+    def release(self, slug: str) -> None:
+        """Let the held requests of `owner/repo` go on (and any held later)."""
+        key = _normalise_slug(slug)
+        with self._lock:
+            self._released.setdefault(key, threading.Event()).set()
+
+    def _hold(self, slug: str) -> None:
+        with self._held:
+            released = self._released.setdefault(slug, threading.Event())
+            self._holding[slug] = self._holding.get(slug, 0) + 1
+            self._held.notify_all()
+        try:
+            give_up_at = time.monotonic() + self.hold_limit_s
+            while not released.wait(_TICK_S):
+                if self.stopping.is_set() or time.monotonic() > give_up_at:
+                    break
+        finally:
+            with self._lock:
+                self._holding[slug] -= 1
 
     def requests(self, slug: str | None = None) -> list[RequestRecord]:
         """Finished requests, oldest first; only those for `owner/repo` when given.
@@ -246,6 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             setting = owner._fault_for(repo, self.command)
             fault = setting.fault if setting else None
+            if fault is Fault.HOLD and repo is not None:
+                owner._hold(repo)
+                setting = fault = None
             if fault is Fault.SILENT:
                 owner.stopping.wait(owner.hold_limit_s)
                 self.close_connection = True

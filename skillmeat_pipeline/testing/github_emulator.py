@@ -140,6 +140,12 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return any(part.strip().removeprefix("W/") in (wanted, "*") for part in header.split(","))
 
 
+def _json_name(obj: pygit2.Object) -> str:
+    """A tree entry's name as GitHub's JSON carries it: a byte that is not UTF-8 becomes U+FFFD
+    (JSON text is Unicode; the original bytes are lost, so no later request can name the path)."""
+    return (obj.raw_name or b"").decode("utf-8", "replace")
+
+
 def _b64_wrapped(data: bytes) -> str:
     # GitHub wraps base64 content at 60 characters per line
     encoded = base64.b64encode(data).decode()
@@ -698,7 +704,7 @@ class GitHubEmulator:
                 stack.pop()
                 continue
             mode = int(obj.filemode)
-            path, sha = prefix + obj.name, str(obj.id)
+            path, sha = prefix + _json_name(obj), str(obj.id)
             item: dict[str, Any] = {"path": path, "mode": f"{mode:06o}"}
             if mode == MODE_TREE:
                 item |= {"type": "tree", "sha": sha, "url": f"{api}/git/trees/{sha}"}
@@ -806,7 +812,7 @@ class GitHubEmulator:
         return {
             "type": kind,
             "size": obj.size if kind in ("file", "symlink") else 0,
-            "name": obj.name,
+            "name": _json_name(obj),
             "path": path,
             "sha": sha,
             "url": f"{api}/contents/{quoted}?ref={quote(ref, safe='')}",
@@ -827,7 +833,7 @@ class GitHubEmulator:
         return item
 
     def _listing(self, repo: _Repo, tree: Any, prefix: str, ref: str) -> list[dict[str, Any]]:
-        return [self._item_json(repo, obj, prefix + obj.name, ref) for obj in tree]
+        return [self._item_json(repo, obj, prefix + _json_name(obj), ref) for obj in tree]
 
     # -- raw host ----------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import dagster as dg
 
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.lib.fetch.github.client import DEFAULT_CALL_BUDGET
-from skillmeat_pipeline.lib.scan.outcomes import Current, Scanned, count_collapsed
+from skillmeat_pipeline.lib.scan.outcomes import Current, Scanned, Superseded, count_collapsed
 
 INDEX_ASSET_KEY = dg.AssetKey("marketplace_index")
 
@@ -26,7 +26,7 @@ ARTIFACT_COUNT_STABLE = dg.AssetCheckSpec(
 INDEX_CHECK_SPECS = [API_CALLS_WITHIN_BUDGET, ARTIFACT_COUNT_STABLE]
 
 
-def check_evaluations(result: Current | Scanned) -> list[dg.AssetCheckEvaluation]:
+def check_evaluations(result: Current | Scanned | Superseded) -> list[dg.AssetCheckEvaluation]:
     """Both checks for one source's scan, as events of its partition."""
     api_calls = result.cost.api_calls
     previous = result.previous_target

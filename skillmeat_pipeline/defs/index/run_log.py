@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import dagster as dg
 
+from skillmeat_pipeline.lib.core.untrusted import printable
+
 LOGGER_TREE = "skillmeat_pipeline"
 
 
@@ -24,7 +26,8 @@ class _RunLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._context.log.log(record.levelno, record.getMessage())
+            # messages quote repository paths: never a raw control character in the run log
+            self._context.log.log(record.levelno, printable(record.getMessage()))
         except Exception:  # a run log that cannot take a line must not fail the scan
             self.handleError(record)
 

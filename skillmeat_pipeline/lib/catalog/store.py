@@ -56,6 +56,7 @@ BM25_WEIGHTS = (10.0, 10.0, 4.0, 4.0, 2.0, 1.0)
 _MIGRATION_LOCK_ID = 0x534B4D01
 _SOURCES_SYNC_LOCK_ID = 0x534B4D02
 _WRITE_OPTION = "skillmeat_write"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class CatalogError(Exception):
@@ -72,6 +73,21 @@ class SourceRemovedError(UnknownSourceError):
 
 class StaleHeadError(CatalogError):
     """`record_current` was given a head that is not the indexed commit."""
+
+
+class ScanSupersededError(CatalogError):
+    """The source's scan version moved since the writer read it: a newer scan (or configuration)
+    was written meanwhile, and this older result must not replace it."""
+
+    def __init__(self, source_key: str, expected: int, row: Row[*tuple[Any, ...]]) -> None:
+        commit = row.last_indexed_commit_sha
+        super().__init__(
+            f"source {source_key!r}: a newer scan was written since this run read the catalog "
+            f"(scan version {row.scan_version}, was {expected}; indexed commit "
+            f"{commit[:12] if commit else 'none'}); the newer rows stay"
+        )
+        self.source_key = source_key
+        self.indexed_commit: str | None = commit
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -123,6 +139,10 @@ sources = sa.Table(
     sa.Column("api_calls", sa.Integer()),
     sa.Column("marketplace", _JSON),
     sa.Column("removed_at", UTCDateTime()),
+    # grows with every scan written and every configuration change: the optimistic check that
+    # keeps an older, slower run from replacing a newer scan (`ScanSupersededError`)
+    sa.Column("scan_version", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("problems", _JSON),  # the last scan's problems with the tree, outside any artifact
 )
 
 catalog_entries = sa.Table(
@@ -204,6 +224,8 @@ class SourceRecord(BaseModel):
     api_calls: int | None
     marketplace: dict[str, Any] | None
     removed_at: datetime | None
+    scan_version: int
+    problems: list[str] | None
 
 
 class MarketplaceSourceResponse(BaseModel):
@@ -350,14 +372,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _without_nul(value: Any) -> Any:
-    # PostgreSQL text and jsonb cannot hold U+0000; odd repository files sometimes do.
+def _storable(value: Any) -> Any:
+    # PostgreSQL text and jsonb cannot hold U+0000; odd repository files sometimes do. Neither
+    # backend's driver can encode a lone surrogate (a JSON `\udce9` escape in a manifest): it
+    # becomes U+FFFD rather than failing the source's write on every run.
     if isinstance(value, str):
-        return value.replace("\x00", "")
+        value = value.replace("\x00", "")
+        if _SURROGATE.search(value):
+            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return value
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     return value
 
 
@@ -456,7 +483,10 @@ class Catalog:
             # Grouped by the columns they set: an executemany needs one shape.
             for shape in {frozenset(u) for u in updates}:
                 conn.execute(
-                    sa.update(sources).where(sources.c.key == sa.bindparam("match_key")),
+                    sa.update(sources)
+                    .where(sources.c.key == sa.bindparam("match_key"))
+                    # a run that read the old configuration must not store its scan
+                    .values(scan_version=sources.c.scan_version + 1),
                     [u for u in updates if frozenset(u) == shape],
                 )
 
@@ -502,6 +532,8 @@ class Catalog:
         api_calls: int,
         marketplace: dict[str, Any] | None,
         indexed_at: datetime,
+        problems: Sequence[str] = (),
+        expected_version: int | None = None,
     ) -> WriteResult:
         """Store one scan of a source in one transaction, with statuses against what is stored.
 
@@ -510,12 +542,17 @@ class Catalog:
         missing from this scan become `removed` (rows kept). `first_seen_commit` is set once and
         kept, also when a removed path comes back. The caller's status, first_seen_commit,
         indexed_commit and indexed_at on the entries are replaced. On any error nothing changes.
+
+        `expected_version`: the source's `scan_version` when the scan began (`SourceRecord`); if
+        another write changed it since, `ScanSupersededError` is raised and nothing is written.
+        `problems`: what the scan found wrong with the tree outside any artifact.
         """
         commit_sha, tree_sha = self._check_scan(source_key, entries, clone_target)
         scanned = {entry.key: entry for entry in entries}
         counts: Counter[ArtifactStatus] = Counter()
         with self._writer.begin() as conn:
-            self._lock_active_source(conn, source_key)
+            source_row = self._lock_active_source(conn, source_key)
+            _check_version(source_key, source_row, expected_version)
             stored = {
                 (ArtifactType(row.artifact_type), row.path): row
                 for row in conn.execute(
@@ -534,7 +571,7 @@ class Catalog:
                 previous = stored.get(key)
                 status = _scan_status(previous, entry)
                 counts[status] += 1
-                row = _without_nul(
+                row = _storable(
                     entry.model_dump(
                         mode="json",
                         exclude={"status", "first_seen_commit", "indexed_commit", "indexed_at"},
@@ -577,7 +614,9 @@ class Catalog:
                     last_status=SourceStatus.SCANNED,
                     last_error=None,
                     api_calls=api_calls,
-                    marketplace=_without_nul(marketplace),
+                    marketplace=_storable(marketplace),
+                    problems=_storable(list(problems)),
+                    scan_version=sources.c.scan_version + 1,
                 )
             )
         return WriteResult(
@@ -588,18 +627,32 @@ class Catalog:
             removed=counts[ArtifactStatus.REMOVED],
         )
 
-    def record_failure(self, source_key: str, error: str, *, api_calls: int | None = None) -> None:
-        """Record a failed run; the entries of the last good scan stay as they are."""
+    def record_failure(
+        self,
+        source_key: str,
+        error: str,
+        *,
+        api_calls: int | None = None,
+        expected_version: int | None = None,
+    ) -> bool:
+        """Record a failed run; the entries of the last good scan stay as they are.
+
+        False (nothing recorded) when `expected_version` is given and a newer scan was written
+        since: its status stays, a late failure of an older run does not replace it.
+        """
         if len(error) > MAX_ERROR_CHARS:
             error = error[:MAX_ERROR_CHARS] + f"... [{len(error) - MAX_ERROR_CHARS} chars cut]"
         values: dict[str, Any] = {"last_status": SourceStatus.FAILED, "last_error": error}
         if api_calls is not None:
             values["api_calls"] = api_calls
         with self._writer.begin() as conn:
-            self._lock_active_source(conn, source_key)
+            row = self._lock_active_source(conn, source_key)
+            if expected_version is not None and row.scan_version != expected_version:
+                return False
             conn.execute(
-                sa.update(sources).where(sources.c.key == source_key).values(_without_nul(values))
+                sa.update(sources).where(sources.c.key == source_key).values(_storable(values))
             )
+        return True
 
     def record_current(
         self,
@@ -608,13 +661,16 @@ class Catalog:
         api_calls: int,
         *,
         checked_at: datetime | None = None,
+        expected_version: int | None = None,
     ) -> None:
         """Record that the head is still the indexed commit: status `current`, no entry written.
 
         `last_indexed_at` moves to `checked_at` (now): the index is known fresh as of then.
+        `expected_version`: as in `write_scan`.
         """
         with self._writer.begin() as conn:
             row = self._lock_active_source(conn, source_key)
+            _check_version(source_key, row, expected_version)
             if row.last_indexed_commit_sha != commit_sha:
                 raise StaleHeadError(
                     f"source {source_key!r}: head {commit_sha} is not the indexed commit "
@@ -648,7 +704,7 @@ class Catalog:
         One statement: of two receivers storing the same delivery at once, exactly one gets True.
         """
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        values = _without_nul(
+        values = _storable(
             {
                 "delivery_id": delivery_id,
                 "repository": repository,
@@ -833,7 +889,12 @@ class Catalog:
     def _lock_active_source(conn: Connection, source_key: str) -> Row[*tuple[Any, ...]]:
         """The source row, locked until commit (FOR UPDATE; SQLite holds the database already)."""
         row = conn.execute(
-            sa.select(sources.c.key, sources.c.removed_at, sources.c.last_indexed_commit_sha)
+            sa.select(
+                sources.c.key,
+                sources.c.removed_at,
+                sources.c.last_indexed_commit_sha,
+                sources.c.scan_version,
+            )
             .where(sources.c.key == source_key)
             .with_for_update()
         ).one_or_none()
@@ -864,6 +925,13 @@ class Catalog:
         if not clone_target.commit_sha or not clone_target.tree_sha:
             raise ValueError(f"scan of {source_key!r}: the clone target names no commit or tree")
         return clone_target.commit_sha, clone_target.tree_sha
+
+
+def _check_version(
+    source_key: str, row: Row[*tuple[Any, ...]], expected_version: int | None
+) -> None:
+    if expected_version is not None and row.scan_version != expected_version:
+        raise ScanSupersededError(source_key, expected_version, row)
 
 
 def _match(source_key: str, key: ArtifactKey) -> dict[str, Any]:

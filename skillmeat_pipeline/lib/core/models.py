@@ -45,6 +45,9 @@ class SourceStatus(StrEnum):
     CURRENT = "current"  # the head had not moved; the stored index is still the latest
     FAILED = "failed"  # the last run failed; the entries are those of the last good scan
     REMOVED = "removed"  # no longer in the sources file; its entries are kept, marked removed
+    # a run's end only, never stored: its scan was not written because a newer one was written
+    # after the run read the catalog (the newer rows and status stay)
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)

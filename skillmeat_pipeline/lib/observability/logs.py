@@ -2,7 +2,8 @@
 
 `configure_logging` installs one handler on the tree; `set_log_context` adds fields (the Dagster
 run id of a run worker) to every JSON line. Secrets of the environment (`core.secrets`) are
-redacted from every line, JSON or text.
+redacted from every line, JSON or text, and control characters (which messages quoting repository
+paths may hold) are escaped with `core.untrusted.printable`: a line stays one line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, TextIO
 from opentelemetry import trace
 
 from skillmeat_pipeline.lib.core.secrets import redact, secrets_from_env
+from skillmeat_pipeline.lib.core.untrusted import printable
 
 LOGGER_TREE = "skillmeat_pipeline"
 _log_context: dict[str, str] = {}
@@ -48,19 +50,19 @@ class JsonFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": printable(record.getMessage()),
         }
         structured = getattr(record, "record", None)
         if isinstance(structured, Mapping):
             for key, value in structured.items():
-                payload.setdefault(str(key), value)
+                payload.setdefault(printable(str(key)), _printable_value(value))
         dagster_meta = getattr(record, "dagster_meta", None)
         if isinstance(dagster_meta, Mapping):
             for key in ("run_id", "job_name", "step_key", "op_name", "resource_name"):
                 if dagster_meta.get(key):
                     payload.setdefault(f"dagster_{key}", dagster_meta[key])
             if dagster_meta.get("orig_message"):
-                payload["message"] = str(dagster_meta["orig_message"])
+                payload["message"] = printable(str(dagster_meta["orig_message"]))
         with _log_context_lock:
             for key, value in _log_context.items():
                 payload.setdefault(key, value)
@@ -73,7 +75,25 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(payload, default=str, ensure_ascii=False), secrets_from_env())
 
 
+def _printable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list | tuple):
+        return [_printable_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {printable(str(k)): _printable_value(v) for k, v in value.items()}
+    return value
+
+
 class _TextFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        # a traceback keeps its lines; what it quotes cannot add any
+        return "\n".join(printable(line) for line in super().formatException(ei).split("\n"))
+
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), secrets_from_env())
 

@@ -3,7 +3,11 @@
 `SourcePlan` is what is known of a source before its tree is read; each step returns a new one or
 an outcome: `Current` (the head is the indexed commit), `Scanned` (rows to write), `FellBack` (the
 git side failed for a GitHub source: the API path takes over) or `Failed` (every way in failed; the
-last good rows stay).
+last good rows stay). The write ends a `Scanned` or `Current` as `Superseded` when a newer scan was
+written after the plan read the catalog.
+
+Every outcome carries `base_version`: the source's `scan_version` as the plan read it, which the
+catalog write checks (None: not read, no check).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class SourcePlan:
     selection: StrategySelection | None = None
     fallback_reason: str | None = None  # why the API path serves a source that would be cloned
     cost: ScanCost = field(default_factory=ScanCost)
+    base_version: int | None = None  # the catalog's scan_version of the source at the start
 
     @property
     def key(self) -> str:
@@ -49,6 +54,7 @@ class Current:
     commit_sha: str
     target: CloneTarget  # the stored clone target of the indexed commit
     cost: ScanCost = field(default_factory=ScanCost)
+    base_version: int | None = None
 
     status: ClassVar[SourceStatus] = SourceStatus.CURRENT
     fallback_reason: ClassVar[None] = None
@@ -78,6 +84,8 @@ class Scanned:
     previous_target: CloneTarget | None = None
     fallback_reason: str | None = None
     cost: ScanCost = field(default_factory=ScanCost)
+    base_version: int | None = None
+    problems: tuple[str, ...] = ()  # what is wrong with the tree outside any one artifact
 
     status: ClassVar[SourceStatus] = SourceStatus.SCANNED
     error: ClassVar[None] = None
@@ -117,6 +125,7 @@ class Failed:
     previous_target: CloneTarget | None = None
     fallback_reason: str | None = None
     cost: ScanCost = field(default_factory=ScanCost)
+    base_version: int | None = None
 
     status: ClassVar[SourceStatus] = SourceStatus.FAILED
     commit_sha: ClassVar[None] = None
@@ -130,7 +139,36 @@ class Failed:
         return self.previous_target.artifact_count if self.previous_target else 0
 
 
-SourceOutcome = Current | Scanned | Failed  # where a source's run ends
+@dataclass(frozen=True, slots=True)
+class Superseded:
+    """A `Scanned` or `Current` that was not written: a newer scan of the source was written after
+    this run read the catalog. The newer rows stay; the partition does not fail."""
+
+    source_key: str
+    reason: str
+    target: CloneTarget  # what this run read (its commit, tree and strategy)
+    previous_target: CloneTarget | None = None
+    fallback_reason: str | None = None
+    cost: ScanCost = field(default_factory=ScanCost)
+
+    status: ClassVar[SourceStatus] = SourceStatus.SUPERSEDED
+    error: ClassVar[None] = None
+    base_version: ClassVar[None] = None  # nothing more is written for it
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.target.strategy
+
+    @property
+    def commit_sha(self) -> str | None:
+        return self.target.commit_sha
+
+    @property
+    def artifact_count(self) -> int:
+        return self.target.artifact_count
+
+
+SourceOutcome = Current | Scanned | Failed | Superseded  # where a source's run ends
 
 
 def failed(plan: SourcePlan, reason: str) -> Failed:
@@ -142,6 +180,7 @@ def failed(plan: SourcePlan, reason: str) -> Failed:
         previous_target=plan.previous_target,
         fallback_reason=plan.fallback_reason,
         cost=plan.cost,
+        base_version=plan.base_version,
     )
 
 

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord, UnknownSourceError
+from skillmeat_pipeline.lib.catalog.store import (
+    Catalog,
+    ScanSupersededError,
+    SourceRecord,
+    StaleHeadError,
+    UnknownSourceError,
+)
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import (
@@ -45,6 +51,12 @@ from skillmeat_pipeline.lib.core.strategy import (
     artifact_location,
     build_clone_target,
     select_strategy,
+)
+from skillmeat_pipeline.lib.core.untrusted import (
+    TreeTooLargeError,
+    printable,
+    record_path_problems,
+    screen_snapshot,
 )
 from skillmeat_pipeline.lib.fetch.git.clone import (
     CloneError,
@@ -67,6 +79,7 @@ from skillmeat_pipeline.lib.scan.outcomes import (
     Scanned,
     SourceOutcome,
     SourcePlan,
+    Superseded,
     failed,
 )
 
@@ -112,8 +125,12 @@ class Fetchers:
 
 
 def _log(level: int, message: str, *, source: str, event: str, **fields: Any) -> None:
+    # messages quote paths and errors that come from repositories: never raw control characters
     logger.log(
-        level, message, extra={"record": {"source": source, "event": event, **fields}}, stacklevel=2
+        level,
+        printable(message),
+        extra={"record": {"source": source, "event": event, **fields}},
+        stacklevel=2,
     )
 
 
@@ -125,12 +142,15 @@ def start_plan(source: SourceConfig, record: SourceRecord | None) -> SourcePlan:
     """A source's plan from what the catalog holds of its last index.
 
     The catalog forgets the indexed commit when a source's configuration changes, so a changed
-    `root_hint` or `exclude` is re-indexed even though the head did not move.
+    `root_hint` or `exclude` is re-indexed even though the head did not move. The record's
+    `scan_version` travels with the plan to the write, which refuses it if a newer scan was
+    written meanwhile.
     """
     return SourcePlan(
         source=source,
         indexed_commit=record.last_indexed_commit_sha if record else None,
         previous_target=record.clone_target if record else None,
+        base_version=record.scan_version if record else None,
     )
 
 
@@ -190,7 +210,13 @@ def resolve(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan | Current | Fail
         and plan.previous_target is not None
         and head.commit_sha == plan.indexed_commit
     ):
-        return Current(plan.key, head.commit_sha, plan.previous_target, cost=plan.cost)
+        return Current(
+            plan.key,
+            head.commit_sha,
+            plan.previous_target,
+            cost=plan.cost,
+            base_version=plan.base_version,
+        )
     return plan
 
 
@@ -253,10 +279,10 @@ def route(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan:
                 repo_size_mb = fetchers.github.repository(source.github, scan=stats).size / 1024
                 ref = plan.head.commit_sha if plan.head else source.ref
                 tree = fetchers.github.fetch_snapshot(source.github, ref, scan=stats)
-                estimate = _detect(_ListingOnly(tree), source)
+                estimate = _detect(_ListingOnly(screen_snapshot(tree)), source)
                 artifact_paths = [a.path for a in estimate.artifacts]
                 manifest_paths = _manifest_paths(estimate)
-            except ApiError as exc:
+            except (ApiError, TreeTooLargeError) as exc:
                 # Not knowing the count only means a clone decides it.
                 _log(
                     logging.WARNING,
@@ -315,13 +341,30 @@ def _scanned(
     snapshot: TreeSnapshot,
     previous: Mapping[ArtifactKey, CatalogEntry],
 ) -> Scanned:
-    """Detection and extraction of a fetched tree, as the outcome of `plan` (cost added later)."""
+    """Detection and extraction of a fetched tree, as the outcome of `plan` (cost added later).
+
+    Paths that cannot be indexed are left out first (`screen_snapshot`); each is a problem of the
+    skill or plugin folder that holds it, or of the source, and the rest is indexed.
+    """
     started = time.monotonic()
     source = plan.source
     with timeline.phase("extract") as phase:
-        detection = _detect(snapshot, source)
+        screened = screen_snapshot(snapshot)
+        detection = _detect(screened, source)
+        problems = record_path_problems(screened, detection) + detection.problems
+        if screened.skipped:
+            phase.note("paths skipped", count=len(screened.skipped))
+            _log(
+                logging.WARNING,
+                f"source {plan.key}: {len(screened.skipped)} path(s) of the tree cannot be indexed "
+                f"and were skipped with what is below them, first "
+                f"{screened.skipped[0].message()}; recorded as problems, the rest is indexed",
+                source=plan.key,
+                event="paths_skipped",
+                skipped=len(screened.skipped) + screened.skipped_below,
+            )
         entries = extract_catalog_entries(
-            snapshot,
+            screened,
             detection,
             source_key=plan.key,
             upstream_url=upstream_url(source, snapshot.commit_sha),
@@ -339,7 +382,7 @@ def _scanned(
         _manifest_paths(detection),
         commit_sha=snapshot.commit_sha,
         tree_sha=snapshot.tree_sha,
-        tree_entry_count=len(snapshot.entries),
+        tree_entry_count=len(screened.entries),
     )
     return Scanned(
         source_key=plan.key,
@@ -348,6 +391,8 @@ def _scanned(
         marketplace=detection.marketplace,
         previous_target=plan.previous_target,
         fallback_reason=plan.fallback_reason,
+        base_version=plan.base_version,
+        problems=tuple(problems),
     )
 
 
@@ -410,6 +455,9 @@ def clone(
             on_retry=on_retry,
             sleep=sleep,
         )
+    except TreeTooLargeError as exc:
+        # the same tree over the API would be as large: no fallback
+        return _too_large(replace(plan, cost=timeline.cost()), exc)
     except CloneError as exc:
         spent = replace(plan, cost=timeline.cost())
         if source.github:
@@ -465,6 +513,8 @@ def read_over_api(
             phase.set(fallback=plan.fallback_reason is not None)
             scanned = _read_with_one_wait(plan, fetchers, previous, ref, timeline, phase, sleep)
             phase.set(commit_sha=scanned.commit_sha)
+    except TreeTooLargeError as exc:
+        return _too_large(replace(plan, cost=timeline.cost()), exc)
     except ApiError as exc:
         _log(
             logging.ERROR,
@@ -474,6 +524,18 @@ def read_over_api(
         )
         return failed(replace(plan, cost=timeline.cost()), str(exc))
     return replace(scanned, cost=timeline.cost())
+
+
+def _too_large(plan: SourcePlan, exc: TreeTooLargeError) -> Failed:
+    reason = f"source {plan.key}: {exc}"
+    _log(
+        logging.ERROR,
+        f"{reason}; {FAILURE_NEXT}",
+        source=plan.key,
+        event="tree_too_large",
+        limit=exc.limit,
+    )
+    return failed(plan, reason)
 
 
 def _read_with_one_wait(
@@ -530,7 +592,8 @@ def write(catalog: Catalog, outcome: SourceOutcome) -> Written:
     """Store a scanned source in one transaction, or record why it is current or failed.
 
     A transaction that fails is rolled back and the source recorded as failed: one source's bad
-    rows never lose another's work.
+    rows never lose another's work. A scan or head check that a newer scan overtook (the source's
+    scan version moved since the plan read it) is not written and ends `Superseded`.
     """
     started = time.monotonic()
     timeline = Timeline(outcome.cost)
@@ -538,6 +601,26 @@ def write(catalog: Catalog, outcome: SourceOutcome) -> Written:
     with timeline.phase("write") as phase:
         try:
             rows = _store(catalog, outcome)
+        except (ScanSupersededError, StaleHeadError) as exc:
+            assert isinstance(outcome, Scanned | Current), "only scans and head checks are checked"
+            phase.note("superseded", reason=str(exc))
+            _log(
+                logging.WARNING,
+                f"source {outcome.source_key}: this run's result (commit "
+                f"{(outcome.commit_sha or '')[:12]}) was not written: {exc}. The partition ends "
+                "superseded and does not fail",
+                source=outcome.source_key,
+                event="scan_superseded",
+                commit_sha=outcome.commit_sha,
+            )
+            outcome = Superseded(
+                source_key=outcome.source_key,
+                reason=str(exc),
+                target=outcome.target,
+                previous_target=outcome.previous_target,
+                fallback_reason=outcome.fallback_reason,
+                cost=outcome.cost,
+            )
         except Exception as exc:
             phase.fail(exc)
             reason = f"writing rows failed: {exc}"
@@ -555,6 +638,7 @@ def write(catalog: Catalog, outcome: SourceOutcome) -> Written:
                 previous_target=outcome.previous_target,
                 fallback_reason=outcome.fallback_reason,
                 cost=outcome.cost,
+                base_version=outcome.base_version,
             )
             _store(catalog, outcome)
         phase.set(rows_affected=rows, artifact_count=outcome.artifact_count)
@@ -570,14 +654,35 @@ def _store(catalog: Catalog, outcome: SourceOutcome) -> int:
             api_calls=outcome.cost.api_calls,
             marketplace=outcome.marketplace,
             indexed_at=datetime.now(UTC),
+            problems=outcome.problems,
+            expected_version=outcome.base_version,
         ).rows_affected
     if isinstance(outcome, Current):
-        catalog.record_current(outcome.source_key, outcome.commit_sha, outcome.cost.api_calls)
+        catalog.record_current(
+            outcome.source_key,
+            outcome.commit_sha,
+            outcome.cost.api_calls,
+            expected_version=outcome.base_version,
+        )
         return 0
     # not a configured source (a partition added in the UI, a removed source): it has no active
     # row to note the failure on; its partition and the run log say why it failed
+    recorded = True
     with contextlib.suppress(UnknownSourceError):
-        catalog.record_failure(outcome.source_key, outcome.reason, api_calls=outcome.cost.api_calls)
+        recorded = catalog.record_failure(
+            outcome.source_key,
+            outcome.reason,
+            api_calls=outcome.cost.api_calls,
+            expected_version=outcome.base_version,
+        )
+    if not recorded:
+        _log(
+            logging.INFO,
+            f"source {outcome.source_key}: its failure is not recorded in the catalog, where "
+            "a newer scan was written since this run began; that scan's status stays",
+            source=outcome.source_key,
+            event="failure_superseded",
+        )
     return 0
 
 

@@ -11,15 +11,25 @@ and stop the same way:
 Each request runs on its own daemon thread. The server knows its open connections and handler
 threads, so `stop()` can wake a handler blocked on a keep-alive connection (or on a client that
 went away) instead of waiting for its socket timeout, and never blocks past its deadline.
+
+A server facing the internet also bounds what one client can hold (`ConnectionLimits`): at most
+`max_connections` at once and `max_per_client` from one address (an IPv6 /64 counts as one), the
+others answered 503 at once; and with `BoundedRequestHandler`, a request line and headers that do
+not arrive within `header_deadline_s` in all (one byte every few seconds never ends otherwise)
+end the connection with a 408.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import ipaddress
 import logging
 import socket
 import threading
 import time
+from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
@@ -34,6 +44,42 @@ DEFAULT_STOP_TIMEOUT_S = 10.0
 _WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 
 _Owner = TypeVar("_Owner", bound="BackgroundHTTPServer")
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What clients may hold of a server: connections in all and from one address, and time.
+
+    `read_timeout_s` bounds every wait for the client; `header_deadline_s` the whole request line
+    and headers (`BoundedRequestHandler`). None: no limit.
+    """
+
+    max_connections: int | None = None
+    max_per_client: int | None = None
+    read_timeout_s: float | None = None
+    header_deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_per_client", "read_timeout_s", "header_deadline_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be more than zero, got {value!r}")
+
+
+def client_of(address: Any) -> str:
+    """Who a connection counts against: its IP address, or the /64 of an IPv6 address (one
+    machine commonly holds a whole /64)."""
+    host = str(address[0]) if isinstance(address, tuple) and address else str(address)
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
 class ThreadedHTTPServer(ThreadingHTTPServer, Generic[_Owner]):
@@ -56,20 +102,45 @@ class ThreadedHTTPServer(ThreadingHTTPServer, Generic[_Owner]):
         self._tracked_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._handler_threads: set[threading.Thread] = set()
+        self._per_client: Counter[str] = Counter()
         super().__init__(address, handler)
 
     def process_request(self, request: _RequestType, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name=f"{self.owner.name}-request",
-            daemon=True,
-        )
+        limits = self.owner.limits
+        client = client_of(client_address)
         with self._tracked_lock:
-            if isinstance(request, socket.socket):
-                self._connections.add(request)
-            self._handler_threads.add(thread)
+            busy = (
+                limits.max_connections is not None
+                and len(self._handler_threads) >= limits.max_connections
+            ) or (
+                limits.max_per_client is not None
+                and self._per_client[client] >= limits.max_per_client
+            )
+            if not busy:
+                thread = threading.Thread(
+                    target=self.process_request_thread,
+                    args=(request, client_address),
+                    name=f"{self.owner.name}-request",
+                    daemon=True,
+                )
+                if isinstance(request, socket.socket):
+                    self._connections.add(request)
+                self._handler_threads.add(thread)
+                self._per_client[client] += 1
+        if busy:
+            # no thread for it: answered at once, so a flood costs no more than its accept()
+            logger.debug("%s: refusing a connection from %s (busy)", self.owner.name, client)
+            self.refuse(request, _BUSY)
+            return
         thread.start()
+
+    def refuse(self, request: _RequestType, answer: bytes) -> None:
+        """Answer `answer` (a whole HTTP response) without reading anything, and close."""
+        if isinstance(request, socket.socket):
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(answer)
+        self.shutdown_request(request)
 
     def process_request_thread(self, request: _RequestType, client_address: Any) -> None:
         try:
@@ -77,6 +148,10 @@ class ThreadedHTTPServer(ThreadingHTTPServer, Generic[_Owner]):
         finally:
             with self._tracked_lock:
                 self._handler_threads.discard(threading.current_thread())
+                client = client_of(client_address)
+                self._per_client[client] -= 1
+                if self._per_client[client] <= 0:
+                    del self._per_client[client]
 
     def shutdown_request(self, request: _RequestType) -> None:
         with self._tracked_lock:
@@ -101,6 +176,82 @@ class ThreadedHTTPServer(ThreadingHTTPServer, Generic[_Owner]):
         return not any(t.is_alive() for t in threads)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The socket's input for a `BufferedReader`: each wait at most `timeout_s`, and none past
+    `deadline` (monotonic; None: no deadline)."""
+
+    def __init__(self, sock: socket.socket, timeout_s: float | None) -> None:
+        super().__init__()
+        self._sock = sock
+        self._timeout_s = timeout_s
+        self.deadline: float | None = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        timeout = self._timeout_s
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                self.expired = True
+                raise TimeoutError("the client's deadline passed")
+            timeout = left if timeout is None else min(timeout, left)
+        self._sock.settimeout(timeout)
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = self.deadline is not None and time.monotonic() >= self.deadline
+            raise
+        finally:
+            # writes wait as long as any read may
+            self._sock.settimeout(self._timeout_s)
+
+
+class BoundedRequestHandler(BaseHTTPRequestHandler):
+    """A handler that enforces its server's `ConnectionLimits` on reading.
+
+    The request line and headers must arrive within `header_deadline_s`, else the connection ends
+    with a 408; `read_deadline(seconds)` puts the same kind of bound on reading a body.
+    """
+
+    server: ThreadedHTTPServer[Any]
+
+    def setup(self) -> None:
+        super().setup()
+        limits = self.server.owner.limits
+        # StreamRequestHandler's reader waits forever or `timeout` per read; this one also stops
+        # at a deadline for the whole request head
+        self.rfile.close()
+        self._input = _DeadlineReader(self.connection, limits.read_timeout_s)
+        self.rfile = io.BufferedReader(self._input)
+        self.connection.settimeout(limits.read_timeout_s)
+
+    def handle_one_request(self) -> None:
+        deadline_s = self.server.owner.limits.header_deadline_s
+        self._input.expired = False
+        self._input.deadline = None if deadline_s is None else time.monotonic() + deadline_s
+        super().handle_one_request()
+        if self._input.expired and self.close_connection:
+            # `handle_one_request` gave up on the request; tell the client why
+            logger.debug(
+                "%s: request head too slow from %s", self.server.owner.name, self.client_address
+            )
+            with contextlib.suppress(OSError):
+                self.connection.sendall(_TOO_SLOW)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        self._input.deadline = None  # the head is read; a body gets its own bound
+        return parsed
+
+    def read_deadline(self, seconds: float | None) -> None:
+        """Reads from now on stop (TimeoutError) `seconds` from now; None: no deadline."""
+        self._input.expired = False
+        self._input.deadline = None if seconds is None else time.monotonic() + seconds
+
+
 class BackgroundHTTPServer:
     """`handler` served on `host:port` by a daemon thread; a context manager.
 
@@ -123,9 +274,11 @@ class BackgroundHTTPServer:
         poll_interval_s: float = 0.05,
         grace_s: float = 0.0,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         if grace_s < 0 or stop_timeout_s <= 0:
             raise ValueError("grace_s must be >= 0 and stop_timeout_s > 0")
+        self.limits = limits or ConnectionLimits()
         self.handler = handler
         self.host = host
         self.requested_port = port

@@ -12,36 +12,41 @@ Answers (GitHub shows them under the hook's "Recent deliveries"):
 | 200 duplicate | the same `X-GitHub-Delivery` was stored before (a redelivery or a replay) |
 | 200 pong | the `ping` GitHub sends when the hook is created |
 | 202 ignored | another event type, or a push to a ref no source indexes: nothing stored |
-| 400 | no delivery id, or a body that is not a JSON push payload |
+| 400 | no delivery id, or a body that is not a JSON push payload (nested too deeply included) |
 | 401 | `X-Hub-Signature-256` missing or wrong: nothing is read from the body |
 | 404 | the repository is not a registered source (or a path other than the hook's) |
-| 408, 411, 413 | the body came too slowly, had no length, or is larger than `max_body_bytes` |
-| 503 | too many requests at once, or the catalog database is unreachable: GitHub can redeliver |
+| 408, 411, 413 | the headers or body came too slowly, had no length, or over `max_body_bytes` |
+| 503 | too many connections at once, in all or from one client, or the catalog database is |
+|     | unreachable: GitHub can redeliver |
 
 The signature is HMAC-SHA256 of the raw body with the shared secret (`SKILLMEAT_WEBHOOK_SECRET`),
 compared in constant time before anything else in the body is looked at.
+
+A client that opens connections and sends its headers a byte at a time holds at most
+`max_connections_per_client` of the `max_connections` handler threads, each for at most
+`header_deadline_s`: signed deliveries from elsewhere keep being served.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import os
-import socket
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceLocation
-from skillmeat_pipeline.lib.services.http import BackgroundHTTPServer, ThreadedHTTPServer
+from skillmeat_pipeline.lib.services.http import (
+    BackgroundHTTPServer,
+    BoundedRequestHandler,
+    ConnectionLimits,
+    ThreadedHTTPServer,
+)
 
 if TYPE_CHECKING:
     from socketserver import _RequestType
@@ -51,6 +56,12 @@ logger = logging.getLogger(__name__)
 SECRET_ENV = "SKILLMEAT_WEBHOOK_SECRET"
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024  # GitHub caps payloads at 25 MB; pushes are far smaller
 DEFAULT_PATH = "/webhook"
+DEFAULT_MAX_CONNECTIONS = 16
+# GitHub sends a delivery at once from one of many addresses: a quarter of the threads is plenty
+# for one client, and leaves the rest to everyone else
+DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 4
+# GitHub sends its headers in one packet; a request head still arriving after this is an attack
+DEFAULT_HEADER_DEADLINE_S = 10.0
 MAX_DELIVERY_ID_CHARS = 200
 _SIGNATURE_PREFIX = "sha256="
 
@@ -127,6 +138,9 @@ class WebhookReceiver:
             after = payload.get("after")
             if not isinstance(full_name, str) or not isinstance(pushed_ref, str):
                 raise TypeError("repository.full_name and ref must be strings")
+        except RecursionError:
+            # `[[[[...` deeper than the parser's recursion limit: signed, but not a push payload
+            return Reply(400, {"error": "not a GitHub push payload: JSON nested too deeply"})
         except (ValueError, KeyError, TypeError) as exc:
             return Reply(400, {"error": f"not a GitHub push payload: {exc}"})
         default_branch = repository.get("default_branch")
@@ -185,45 +199,13 @@ class WebhookReceiver:
 
 
 class _Server(ThreadedHTTPServer["WebhookServer"]):
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[BaseHTTPRequestHandler],
-        owner: WebhookServer,
-    ) -> None:
-        self.slots = threading.BoundedSemaphore(owner.max_connections)
-        super().__init__(address, handler, owner)
-
-    def process_request(self, request: _RequestType, client_address: Any) -> None:
-        if not self.slots.acquire(blocking=False):
-            # no thread for it: answer 503 at once and close
-            with contextlib.suppress(OSError):
-                if isinstance(request, socket.socket):
-                    request.sendall(
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                        b"Connection: close\r\n\r\n"
-                    )
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: _RequestType, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
     def handle_error(self, request: _RequestType, client_address: Any) -> None:  # noqa: ARG002
         logger.warning("webhook server: request from %s failed", client_address, exc_info=True)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BoundedRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.server.owner.read_timeout_s)  # every read and write
 
     def log_message(self, format: str, *args: object) -> None:
         logger.debug("webhook server: " + format, *args)
@@ -270,12 +252,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self, length: int) -> bytes | None:
         # a client that sends a byte now and then must not hold a thread for long
-        deadline = time.monotonic() + self.server.owner.body_deadline_s
+        self.read_deadline(self.server.owner.body_deadline_s)
         parts: list[bytes] = []
         remaining = length
         while remaining:
-            if time.monotonic() > deadline:
-                return None
             try:
                 chunk = self.rfile.read1(min(remaining, 65536))
             except TimeoutError:
@@ -302,9 +282,12 @@ class WebhookServer(BackgroundHTTPServer):
     """The receiver behind an HTTP/1.1 server (stdlib), for `skillmeat-pipeline webhook-server`.
 
     `port=0` binds a free port (see `.port`). At most `max_connections` requests are served at
-    once; more get a 503. Every answer closes its connection. `stop()` stops accepting and lets
-    the requests in progress finish (each is bounded by the read timeout and the body deadline),
-    then joins every handler thread.
+    once, and `max_connections_per_client` from one address; more get a 503. Headers must arrive
+    within `header_deadline_s`, a body within `body_deadline_s`, and no read waits longer than
+    `read_timeout_s`. Every answer closes its connection. `stop()` stops accepting and lets the
+    requests in progress finish (each bounded by those deadlines), then joins every handler thread.
+    Behind a reverse proxy every delivery comes from the proxy's address: raise
+    `max_connections_per_client` to `max_connections` there.
     """
 
     server_class = _Server
@@ -316,13 +299,17 @@ class WebhookServer(BackgroundHTTPServer):
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = DEFAULT_PATH,
-        max_connections: int = 16,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_client: int = DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         read_timeout_s: float = 10.0,
+        header_deadline_s: float = DEFAULT_HEADER_DEADLINE_S,
         body_deadline_s: float = 30.0,
     ) -> None:
         if not path.startswith("/"):
             raise ValueError(f"path must start with '/', got {path!r}")
-        grace_s = read_timeout_s + body_deadline_s
+        if body_deadline_s <= 0:
+            raise ValueError(f"body_deadline_s must be more than zero, got {body_deadline_s!r}")
+        grace_s = header_deadline_s + body_deadline_s
         super().__init__(
             _Handler,
             host=host,
@@ -330,11 +317,15 @@ class WebhookServer(BackgroundHTTPServer):
             name="webhook-server",
             grace_s=grace_s,
             stop_timeout_s=grace_s + 5.0,
+            limits=ConnectionLimits(
+                max_connections=max_connections,
+                max_per_client=min(max_connections_per_client, max_connections),
+                read_timeout_s=read_timeout_s,
+                header_deadline_s=header_deadline_s,
+            ),
         )
         self.receiver = receiver
         self.path = path
-        self.max_connections = max_connections
-        self.read_timeout_s = read_timeout_s
         self.body_deadline_s = body_deadline_s
 
     @property

@@ -8,6 +8,11 @@ Workers are started with `subprocess`, not `multiprocessing`: forking a threaded
 and a forkserver child re-runs the caller's `__main__` script (~55 ms under the `pytest` script,
 ~0.8 s under the `dagster` CLI). The token reaches a worker through its stdin, never argv or the
 environment, and leaves it only as the answer of a credentials callback for the URL's own host.
+
+A worker dies with its parent: a thread of the worker waits for its stdin pipe to hang up, which
+happens the moment the parent ends (SIGKILL and OOM kills included), and kills the worker then.
+A parent that was killed cannot remove its clone directory; the directory's name holds the host
+and pid of its owner, and the first clone of a later process removes those whose owner is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -56,8 +62,12 @@ logger = logging.getLogger(__name__)
 
 TOKEN_USERNAME = "x-access-token"
 _MB = 1024 * 1024
-# a worker whose parent died is killed by nobody: it ends itself this long after its deadline
+# the last resort of a worker whose parent died and whose stdin watch did not fire: it ends
+# itself this long after its job's deadline
 _ORPHAN_GRACE_S = 5.0
+CLONE_DIR_PREFIX = "skillmeat-clone-"
+# skillmeat-clone-<host>-<pid>-<mkdtemp's random part, which never holds "-">
+_CLONE_DIR_NAME = re.compile(re.escape(CLONE_DIR_PREFIX) + r"(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+")
 # idle workers kept for the next job: at least this many, and as many as ever ran at once (up to
 # the cap), so a caller's thread count sizes the pool and no job waits for a new interpreter
 _MIN_IDLE_WORKERS = 4
@@ -261,8 +271,9 @@ def clone_source(
     _require_libgit2("clone", url)
     started = time.monotonic()
     clone_dir = settings.clone_dir or Path(tempfile.gettempdir())
+    _sweep_once(clone_dir)
     _check_disk_space(url, clone_dir, settings.min_disk_space_mb)
-    workdir = Path(tempfile.mkdtemp(prefix="skillmeat-clone-", dir=clone_dir))
+    workdir = Path(tempfile.mkdtemp(prefix=clone_dir_prefix(), dir=clone_dir))
     repo: pygit2.Repository | None = None
     try:
         reply = _execute("clone", url, ref, token, settings, settings.timeout_s, dest=workdir)
@@ -295,6 +306,78 @@ def clone_source(
         if repo is not None:
             repo.free()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- clone directories left behind ------------------------------------------------------------
+
+
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname())[:40] or "host"
+
+
+def clone_dir_prefix(pid: int | None = None) -> str:
+    """How the clone directories of process `pid` (default: this one) on this host begin."""
+    return f"{CLONE_DIR_PREFIX}{_host_tag()}-{os.getpid() if pid is None else pid}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_clones(clone_dir: Path) -> list[Path]:
+    """Remove the clone directories under `clone_dir` whose owner process is gone; return them.
+
+    Only this program's: the name has the clone prefix, this host and the pid of a process that no
+    longer runs, and the directory belongs to this user. A process killed mid-clone (SIGKILL, the
+    OOM killer) leaves one behind; nothing else removes it.
+    """
+    removed: list[Path] = []
+    host, uid = _host_tag(), os.getuid()
+    try:
+        candidates = list(os.scandir(clone_dir))
+    except OSError:
+        return removed
+    for entry in candidates:
+        match = _CLONE_DIR_NAME.fullmatch(entry.name)
+        if match is None or match["host"] != host:
+            continue
+        pid = int(match["pid"])
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(Path(entry.path))
+    if removed:
+        logger.info(
+            "removed %d clone directories of processes that ended mid-clone, under %s",
+            len(removed),
+            clone_dir,
+            extra={"record": {"event": "stale_clones_removed", "count": len(removed)}},
+        )
+    return removed
+
+
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+def _sweep_once(clone_dir: Path) -> None:
+    """`sweep_stale_clones` at this process's first clone into `clone_dir`."""
+    with _swept_lock:
+        if clone_dir in _swept:
+            return
+        _swept.add(clone_dir)
+    sweep_stale_clones(clone_dir)
 
 
 # -- parent side -----------------------------------------------------------------------------
@@ -551,6 +634,7 @@ def _worker_main() -> None:
     """A worker subprocess: one JSON job per line on stdin, one JSON reply per line on stdout."""
     import pygit2  # noqa: F401  (imported before the first job arrives: the worker waits warm)
 
+    threading.Thread(target=_die_with_parent, name="parent-watch", daemon=True).start()
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     # output that any library prints must not corrupt the reply stream
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -566,6 +650,23 @@ def _worker_main() -> None:
         reply = run_job(job)
         signal.setitimer(signal.ITIMER_REAL, 0)
         replies.write(json.dumps(reply).encode() + b"\n")
+
+
+def _die_with_parent() -> None:
+    """Kill this worker once its parent is gone, also in the middle of a job.
+
+    Only the parent holds the other end of this worker's stdin (pipes are close-on-exec and every
+    worker is started with close_fds), so the pipe hangs up exactly when the parent ends, however it
+    ends. Between jobs the read loop sees the end of input too; during a job it is inside libgit2,
+    and this thread is what stops the download. (`PR_SET_PDEATHSIG` would fire when the parent
+    *thread* that started the worker ends, and pooled workers outlive those threads.)
+    """
+    poller = select.poll()
+    poller.register(sys.stdin.fileno(), 0)  # no events asked for: hang-ups are always reported
+    while True:
+        for _fd, events in poller.poll():
+            if events & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:

@@ -13,20 +13,29 @@ from pathlib import Path
 import pygit2
 
 from skillmeat_pipeline.lib.core.models import MODE_TREE, TreeEntry
+from skillmeat_pipeline.lib.core.untrusted import check_tree_size, max_tree_entries
 
 
 class RepositoryError(Exception):
     """A local repository, bundle or ref that cannot be read; the message is for users."""
 
 
-def list_tree(tree: pygit2.Tree) -> list[TreeEntry]:
-    """Every entry below `tree`, sorted; trees included, so directories carry their own SHA."""
+def list_tree(tree: pygit2.Tree, *, max_entries: int | None = None) -> list[TreeEntry]:
+    """Every entry below `tree`, sorted; trees included, so directories carry their own SHA.
+
+    A name that is not UTF-8 is decoded with U+FFFD for each bad byte, as GitHub's JSON shows it,
+    so both fetch paths list the same path (`screen_snapshot` then leaves it out). The walk stops
+    with `TreeTooLargeError` past `max_entries` (default `SKILLMEAT_MAX_TREE_ENTRIES`): a few
+    objects that name one subtree many times expand to millions of paths.
+    """
+    limit = max_tree_entries() if max_entries is None else max_entries
     entries: list[TreeEntry] = []
     stack: list[tuple[str, pygit2.Tree]] = [("", tree)]
     while stack:
         prefix, current = stack.pop()
+        check_tree_size(len(entries) + len(current), limit, f"tree {tree.id}")
         for obj in current:
-            path = prefix + (obj.name or "")
+            path = prefix + (obj.raw_name or b"").decode("utf-8", "replace")
             mode = int(obj.filemode)
             entries.append(TreeEntry(path, mode, str(obj.id)))
             if mode == MODE_TREE and isinstance(obj, pygit2.Tree):
@@ -53,8 +62,13 @@ class GitTreeSnapshot:
         return blob.data
 
 
-def snapshot_commit(repo: pygit2.Repository, ref: str | None = None) -> GitTreeSnapshot:
-    """The tree of `ref` (branch, tag, remote-tracking ref or SHA; default HEAD) in `repo`."""
+def snapshot_commit(
+    repo: pygit2.Repository, ref: str | None = None, *, max_entries: int | None = None
+) -> GitTreeSnapshot:
+    """The tree of `ref` (branch, tag, remote-tracking ref or SHA; default HEAD) in `repo`.
+
+    `max_entries`: see `list_tree`.
+    """
     spec = ref or "HEAD"
     candidates = [spec] if ref is None else [spec, f"refs/remotes/origin/{spec}", f"origin/{spec}"]
     for candidate in candidates:
@@ -63,7 +77,8 @@ def snapshot_commit(repo: pygit2.Repository, ref: str | None = None) -> GitTreeS
         except (KeyError, ValueError, pygit2.GitError):
             continue
         tree = commit.tree
-        return GitTreeSnapshot(repo, str(commit.id), str(tree.id), list_tree(tree))
+        entries = list_tree(tree, max_entries=max_entries)
+        return GitTreeSnapshot(repo, str(commit.id), str(tree.id), entries)
     raise RepositoryError(f"ref {spec!r} not found")
 
 

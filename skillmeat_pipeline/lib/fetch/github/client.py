@@ -5,7 +5,8 @@ default branch is needed; manifests are read from the raw host at the commit SHA
 REST calls because they do not touch the REST rate limit. Each scan has a hard call budget (default
 10). Rate-limit headers are remembered so a scan that the remaining limit cannot finish is refused
 before its first request. Re-read URLs are sent with `If-None-Match`; SHA-addressed answers never
-change, so a cached one is reused without a request.
+change, so a cached one is reused without a request. A 500/502/503/504 answer is tried again with
+backoff (`REST_RETRIES`) while the scan's budget allows.
 
 The token goes only to the configured API and raw hosts (each request only to its own host, so a
 redirect elsewhere drops it) and never into a URL, a log line or an exception message.
@@ -18,7 +19,9 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -30,7 +33,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from skillmeat_pipeline.lib.core.models import TreeEntry
+from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
+from skillmeat_pipeline.lib.core.untrusted import check_tree_size, max_tree_entries
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
 # GitHub asks clients to wait at least a minute after a 429 that names no time
 _DEFAULT_RETRY_AFTER_S = 60.0
 _MAX_REDIRECTS = 3
+# answers of a server that is failing or overloaded for a moment: tried again (`REST_RETRIES`)
+RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+# three tries in all, the waits ~0-0.5 s and ~0-1 s: a blip passes, a real outage fails fast
+REST_RETRIES = BackoffPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=4.0)
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -303,12 +312,19 @@ class GitHubClient:
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         etag_cache: EtagCache | None = None,
         transport: httpx.BaseTransport | None = None,
+        retries: BackoffPolicy = REST_RETRIES,
+        max_tree_entries: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if call_budget < 1:
             raise ValueError("call_budget must be at least 1")
         self.api_url = api_url.rstrip("/")
         self.raw_url = raw_url.rstrip("/")
         self.call_budget = call_budget
+        # None: `SKILLMEAT_MAX_TREE_ENTRIES` when a tree is listed
+        self.max_tree_entries = max_tree_entries
+        self._retries = retries
+        self._sleep = sleep
         self._token = token or None  # an empty secret is no token
         self._etags: EtagCache = etag_cache if etag_cache is not None else MemoryEtagCache()
         self._lock = threading.Lock()
@@ -440,11 +456,13 @@ class GitHubClient:
     ) -> ApiTreeSnapshot:
         """The tree of `ref` (default HEAD): commit + recursive tree, ~2 REST calls.
 
-        A truncated listing is completed within the scan's budget (see `_complete_truncated`).
+        A truncated listing is completed within the scan's budget (see `_complete_truncated`);
+        one that passes `max_tree_entries` raises `TreeTooLargeError`.
         """
         scan = scan or self.start_scan(repo)
         commit_sha, tree_sha = self.resolve_commit(repo, ref, scan=scan)
-        items = self._list_recursive(scan, repo, tree_sha, "")
+        limit = max_tree_entries() if self.max_tree_entries is None else self.max_tree_entries
+        items = self._list_recursive(scan, repo, tree_sha, "", limit)
         entries = sorted(
             (TreeEntry(item.path, int(item.mode, 8), item.sha) for item in items),
             key=lambda e: e.path,
@@ -462,7 +480,7 @@ class GitHubClient:
     def read_raw(self, repo: str, ref: str, path: str, *, scan: ScanStats) -> bytes:
         """A file's bytes from the raw host; counted as a raw read, not a REST call."""
         url = self._moved_url(f"{self.raw_url}/{repo}/{quote(ref)}/{quote(path)}")
-        response = self._send(scan, url, "raw", f"reading {path}", {})
+        response = self._get(scan, url, "raw", f"reading {path}", {})
         if response.status_code != 200:
             raise self._error(response, scan.repo, f"reading {path} from the raw host")
         return response.content
@@ -475,9 +493,18 @@ class GitHubClient:
         body = self._rest(scan, f"/repos/{repo}/git/trees/{sha}{query}", what, immutable=True)
         return _parse(_Tree, body, repo, what)
 
-    def _list_recursive(self, scan: ScanStats, repo: str, sha: str, prefix: str) -> list[_TreeItem]:
+    def _list_recursive(
+        self, scan: ScanStats, repo: str, sha: str, prefix: str, limit: int, listed: int = 0
+    ) -> list[_TreeItem]:
+        """The items below tree `sha`; `listed` entries of the whole listing came before them."""
         tree = self._tree(scan, repo, sha, recursive=True)
-        items = [item.model_copy(update={"path": prefix + item.path}) for item in tree.tree]
+        # GitHub bounds one answer (100,000 entries, 7 MB); `limit` bounds the whole listing
+        check_tree_size(listed + len(tree.tree), limit, f"tree {sha[:12]}")
+        items = (
+            [item.model_copy(update={"path": prefix + item.path}) for item in tree.tree]
+            if prefix
+            else tree.tree
+        )
         if not tree.truncated:
             return items
         logger.info(
@@ -486,10 +513,17 @@ class GitHubClient:
             f" under {prefix.rstrip('/')}" if prefix else "",
             len(items),
         )
-        return self._complete_truncated(scan, repo, sha, prefix, items)
+        return self._complete_truncated(scan, repo, sha, prefix, items, limit, listed)
 
     def _complete_truncated(
-        self, scan: ScanStats, repo: str, sha: str, prefix: str, partial: list[_TreeItem]
+        self,
+        scan: ScanStats,
+        repo: str,
+        sha: str,
+        prefix: str,
+        partial: list[_TreeItem],
+        limit: int,
+        listed: int,
     ) -> list[_TreeItem]:
         """Fill in what a truncated recursive listing of tree `sha` (at `prefix`) left out.
 
@@ -528,7 +562,12 @@ class GitHubClient:
             if path not in known:
                 result.append(child.model_copy(update={"path": path}))
             if child.type == "tree":
-                result.extend(self._list_recursive(scan, repo, child.sha, path + "/"))
+                result.extend(
+                    self._list_recursive(
+                        scan, repo, child.sha, path + "/", limit, listed + len(result)
+                    )
+                )
+        check_tree_size(listed + len(result), limit, f"tree {sha[:12]}")
         return result
 
     # -- HTTP --------------------------------------------------------------------------------------
@@ -550,7 +589,7 @@ class GitHubClient:
                 self._totals.cache_hits += 1
             return cached.body
         headers = {"If-None-Match": cached.etag} if cached is not None else {}
-        response = self._send(scan, url, "rest", what, headers)
+        response = self._get(scan, url, "rest", what, headers)
         if response.status_code == 304 and cached is not None:
             return cached.body
         if response.status_code != 200:
@@ -559,6 +598,54 @@ class GitHubClient:
         if etag and (conditional or immutable):
             self._etags.put(url, CachedResponse(etag, response.content))
         return response.content
+
+    def _get(
+        self, scan: ScanStats, url: str, host: HostKind, what: str, headers: dict[str, str]
+    ) -> httpx.Response:
+        """`_send`, tried again with backoff (SPEC §8) on a 500/502/503/504 answer.
+
+        A REST retry is a call like any other: none starts once the scan's budget is spent, so the
+        last error is what the caller sees. A timeout or a refused connection is not tried again
+        here: the first already waited the whole timeout, and a host that refuses connections
+        rarely accepts them a second later; the scan's fallback or failure decides what is next.
+        """
+
+        def attempt() -> httpx.Response:
+            response = self._send(scan, url, host, what, headers)
+            if response.status_code in RETRIED_STATUSES:
+                raise self._error(response, scan.repo, what)
+            return response
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, ApiError) or exc.status not in RETRIED_STATUSES:
+                return False
+            with self._lock:
+                return host == "raw" or scan.rest_calls < scan.budget
+
+        def on_retry(number: int, exc: BaseException, wait: float) -> None:
+            logger.warning(
+                "%s; trying again in %.1f s (retry %d of %d)",
+                exc,
+                wait,
+                number,
+                self._retries.max_attempts - 1,
+                extra={
+                    "record": {
+                        "repo": scan.repo,
+                        "event": "github_retry",
+                        "retry": number,
+                        "wait_s": round(wait, 2),
+                    }
+                },
+            )
+
+        return call_with_retries(
+            attempt,
+            policy=self._retries,
+            is_transient=retryable,
+            on_retry=on_retry,
+            sleep=self._sleep,
+        )
 
     def _send(
         self, scan: ScanStats, url: str, host: HostKind, what: str, headers: dict[str, str]
