@@ -69,6 +69,11 @@ def format_entries(entries: Sequence[CatalogEntry]) -> str:
     return f"{table}\n{len(entries)} artifacts: {summary}"
 
 
+def printable(text: str) -> str:
+    """`text` with control characters escaped: names and reasons can come from repositories."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 def fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
@@ -223,7 +228,9 @@ def sources_sync() -> None:
     """Make the Dagster partitions and the catalog's source rows equal the sources file.
 
     New sources get a partition; dropped ones lose theirs and their catalog rows are marked
-    removed (never deleted). Uses the Dagster instance of DAGSTER_HOME, like the `dagster` CLI.
+    removed (never deleted). The plugin sources that indexed marketplaces list (entries in other
+    repositories, keyed `plugin@marketplace`) are sources too: they get partitions while their
+    marketplace lists them. Uses the Dagster instance of DAGSTER_HOME, like the `dagster` CLI.
 
     \b
     Example:
@@ -235,28 +242,27 @@ def sources_sync() -> None:
     # Imported here: Dagster takes a second to import and `detect` never needs it.
     import dagster as dg
 
-    from skillmeat_pipeline.defs.index.partitions import (
-        marketplace_sources,
-        planned_partition_changes,
-        sync_catalog_sources,
-    )
+    from skillmeat_pipeline.defs.index.partitions import sync_sources
 
     try:
         configured = load_sources()
     except SourcesFileError as exc:
         fail(str(exc))
+    catalog = Catalog.from_env()
+    catalog.migrate()
     with dg.DagsterInstance.get() as instance:
-        added, removed = planned_partition_changes(instance, configured)
-        catalog = Catalog.from_env()
-        catalog.migrate()
-        sync_catalog_sources(catalog, configured)
-        if added:
-            instance.add_dynamic_partitions(marketplace_sources.name, added)
-        for key in removed:
-            instance.delete_dynamic_partition(marketplace_sources.name, key)
+        wanted, added, removed = sync_sources(instance, catalog, configured)
+    catalog.dispose()
+    for problem in wanted.problems:
+        click.echo(f"warning: {printable(problem)}", err=True)
+    plugins = (
+        f" ({len(wanted.plugins)} plugin sources, {len(wanted.skipped)} entries skipped)"
+        if wanted.plugins or wanted.skipped
+        else ""
+    )
     click.echo(
-        f"{len(configured)} sources: {len(added)} added, {len(removed)} removed"
-        + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
+        f"{len(wanted.partition_keys)} sources{plugins}: {len(added)} added, "
+        f"{len(removed)} removed" + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
     )
 
 

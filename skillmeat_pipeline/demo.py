@@ -258,26 +258,17 @@ class Demo:
 
     def sync_partitions(self, instance: Any) -> list[str]:
         """What `skillmeat-pipeline sources sync` does: partitions and source rows = the file."""
-        from skillmeat_pipeline.defs.index.partitions import (
-            marketplace_sources,
-            planned_partition_changes,
-            sync_catalog_sources,
-        )
+        from skillmeat_pipeline.defs.index.partitions import sync_sources
         from skillmeat_pipeline.lib.catalog.store import Catalog
         from skillmeat_pipeline.lib.core.sources import load_sources
 
         configured = load_sources(self.layout.sources_file)
-        added, removed = planned_partition_changes(instance, configured)
         catalog = Catalog.from_url(self.layout.index_url)
         try:
             catalog.migrate()
-            sync_catalog_sources(catalog, configured)
+            _, added, _ = sync_sources(instance, catalog, configured)
         finally:
             catalog.dispose()
-        if added:
-            instance.add_dynamic_partitions(marketplace_sources.name, added)
-        for key in removed:
-            instance.delete_dynamic_partition(marketplace_sources.name, key)
         return added
 
     def materialize(self, instance: Any) -> Any:

@@ -31,6 +31,7 @@ from skillmeat_pipeline.defs.resources import (
     SourcesFileResource,
     TelemetryResource,
 )
+from skillmeat_pipeline.lib.catalog.source_set import source_set
 from skillmeat_pipeline.lib.core.sources import SourcesFileError
 from skillmeat_pipeline.lib.scan.outcomes import (
     Current,
@@ -41,7 +42,7 @@ from skillmeat_pipeline.lib.scan.outcomes import (
 )
 from skillmeat_pipeline.lib.scan.pipeline import (
     Written,
-    clone,
+    clone_batch,
     read_over_api,
     resolve,
     route,
@@ -109,14 +110,15 @@ def resolve_source_heads(
     fetchers: FetchersResource,
 ) -> Iterator[dg.Output[list[Any]]]:
     """The body of `resolve_heads` for any list of sources (the batch job names its own)."""
+    store = catalog.catalog
     try:
-        configured = {source.key: source for source in sources_file.load()}
+        # the file's sources and the plugin sources of its indexed marketplaces (SPEC §2.1)
+        configured = source_set(sources_file.load(), store).by_key()
     except SourcesFileError as exc:
         raise dg.Failure(
             description=f"the sources file cannot be used, nothing was indexed: {exc}",
             allow_retries=False,
         ) from None
-    store = catalog.catalog
     store.upsert_sources([configured[k] for k in keys if k in configured])
     run_fetchers = fetchers.fetchers
     if force:
@@ -126,8 +128,9 @@ def resolve_source_heads(
         for key in keys:
             if key not in configured:
                 reason = (
-                    f"source {key} is not in the sources file any more; its rows stay as they "
-                    "are (run `skillmeat-pipeline sources sync` to mark them removed)"
+                    f"source {key} is not in the sources file (nor listed by one of its "
+                    "marketplaces) any more; its rows stay as they are (run "
+                    "`skillmeat-pipeline sources sync` to mark them removed)"
                 )
                 logger.error(
                     f"{reason}; the partition fails",
@@ -185,13 +188,17 @@ def clone_and_extract(
     fetchers: FetchersResource,
     plans: list,
 ):
-    """Bare depth-1 clone under a hard timeout, detection and extraction; retries then fallback."""
+    """Bare depth-1 clone under a hard timeout, detection and extraction; retries then fallback.
+
+    Each repository commit is cloned once, however many sources of the batch point at it.
+    """
     store = catalog.catalog
     with tree_in_run_log(context):
-        outcomes = _map_bounded(
-            lambda plan: clone(plan, fetchers.fetchers, store.previous_entries(plan.key)),
+        outcomes = clone_batch(
             plans,
-            fetchers.max_parallel_sources,
+            fetchers.fetchers,
+            store.previous_entries,
+            lambda function, groups: _map_bounded(function, groups, fetchers.max_parallel_sources),
         )
     ended = [o for o in outcomes if not isinstance(o, FellBack)]
     fallback = [o for o in outcomes if isinstance(o, FellBack)]

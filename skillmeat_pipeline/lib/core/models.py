@@ -45,6 +45,7 @@ class SourceStatus(StrEnum):
     CURRENT = "current"  # the head had not moved; the stored index is still the latest
     FAILED = "failed"  # the last run failed; the entries are those of the last good scan
     REMOVED = "removed"  # no longer in the sources file; its entries are kept, marked removed
+    SKIPPED = "skipped"  # a marketplace entry that is listed but not fetched (npm, unknown form)
 
 
 @dataclass(frozen=True, slots=True)

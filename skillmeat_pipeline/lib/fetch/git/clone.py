@@ -75,6 +75,7 @@ class CloneReason(StrEnum):
     DISK_SPACE = "disk_space"
     UNAVAILABLE = "unavailable"
     REF_NOT_FOUND = "ref_not_found"
+    COMMIT_NOT_FOUND = "commit_not_found"
 
 
 _NEXT_STEP = {
@@ -88,6 +89,7 @@ _NEXT_STEP = {
     CloneReason.DISK_SPACE: "Free disk space or lower MIN_CLONE_DISK_SPACE_MB.",
     CloneReason.UNAVAILABLE: "Cloning does not work in this process; the GitHub API path does.",
     CloneReason.REF_NOT_FOUND: "Check the source's `ref`: it must name a branch or a tag.",
+    CloneReason.COMMIT_NOT_FOUND: "Check the pinned commit (`sha` of the marketplace entry).",
 }
 
 
@@ -253,8 +255,13 @@ def clone_source(
     ref: str | None = None,
     token: Secret | None = None,
     settings: CloneSettings | None = None,
+    commit: str | None = None,
 ) -> Iterator[ClonedSource]:
     """Clone `ref` of `url` bare at depth 1 into a private temp dir, removed when the block ends.
+
+    `commit` (a full commit id) fetches exactly that commit at depth 1 instead of a ref: the
+    server must allow it (`uploadpack.allowReachableSHA1InWant` or `allowAnySHA1InWant`; GitHub
+    does); a refusal or a commit the repository does not have is `COMMIT_NOT_FOUND`.
 
     Raises `CloneError` without touching the network when libgit2 is unusable or the clone
     location has less than `min_disk_space_mb` free.
@@ -267,7 +274,9 @@ def clone_source(
     workdir = Path(tempfile.mkdtemp(prefix="skillmeat-clone-", dir=clone_dir))
     repo: pygit2.Repository | None = None
     try:
-        reply = _execute("clone", url, ref, token, settings, settings.timeout_s, dest=workdir)
+        reply = _execute(
+            "clone", url, ref, token, settings, settings.timeout_s, dest=workdir, commit=commit
+        )
         clone_ms = round((time.monotonic() - started) * 1000)
         import pygit2
 
@@ -347,12 +356,14 @@ def _execute(
     settings: CloneSettings,
     budget_s: float,
     dest: Path | None,
+    commit: str | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + budget_s
     job = {
         "op": op,
         "url": url,
         "ref": ref,
+        "commit": commit,
         "token": token,
         "dest": str(dest) if dest else None,
         "deadline": deadline,
@@ -530,6 +541,10 @@ class _RefusedCredentials(Exception):
     pass
 
 
+class _CommitNotFound(LookupError):
+    """A pinned commit the server did not send: missing, or fetching by id is not allowed."""
+
+
 class _RefNotFound(LookupError):
     pass
 
@@ -583,6 +598,8 @@ def _fetch(job: dict[str, Any], callbacks: pygit2.RemoteCallbacks) -> dict[str, 
     repo = pygit2.init_repository(job["dest"], bare=True)
     try:
         remote = repo.remotes.create_anonymous(job["url"])
+        if job.get("commit"):
+            return _fetch_commit(remote, job["commit"], callbacks)
         # one ref advertisement serves both the lookup and the fetch: with every pull-request ref
         # in it, it can weigh megabytes
         remote.connect(callbacks=callbacks)
@@ -597,6 +614,35 @@ def _fetch(job: dict[str, Any], callbacks: pygit2.RemoteCallbacks) -> dict[str, 
     finally:
         # the caller deletes the clone; a pack file this worker keeps open would keep its space
         repo.free()
+
+
+def _fetch_commit(
+    remote: pygit2.Remote, commit: str, callbacks: pygit2.RemoteCallbacks
+) -> dict[str, Any]:
+    import pygit2
+
+    try:
+        stats = remote.fetch([f"+{commit}:refs/pinned/{commit}"], callbacks=callbacks, depth=1)
+    except pygit2.GitError as exc:
+        # libgit2 refuses before asking when the server does not advertise fetching by id; a
+        # server that does but lacks the commit answers "not our ref" (an ERR packet)
+        message = str(exc)
+        if "cannot fetch a specific object" in message:
+            raise _CommitNotFound(
+                f"pinned commit {commit} cannot be fetched: the server does not allow fetching "
+                "a commit by id"
+            ) from None
+        if "unexpected packet" in message or "not our ref" in message:
+            raise _CommitNotFound(
+                f"pinned commit {commit} is missing from the repository"
+            ) from None
+        raise
+    return {
+        "ok": True,
+        "ref_name": commit,
+        "commit_sha": commit,
+        "received_bytes": stats.received_bytes,
+    }
 
 
 class _Guard:
@@ -682,6 +728,8 @@ def _classify(exc: Exception, guard: _Guard) -> tuple[FailureKind, CloneReason, 
         return _PERMANENT, CloneReason.AUTH, message
     if isinstance(exc, _RefNotFound):
         return _PERMANENT, CloneReason.REF_NOT_FOUND, message
+    if isinstance(exc, _CommitNotFound):
+        return _PERMANENT, CloneReason.COMMIT_NOT_FOUND, message
     if isinstance(exc, pygit2.AuthError) or "authentication replays" in message:
         return _PERMANENT, CloneReason.AUTH, f"authentication failed ({message})"
     if isinstance(exc, pygit2.CertificateError):
