@@ -1,0 +1,219 @@
+"""Plugin sources end to end (SPEC §2.1): a marketplace whose entries point at other repositories,
+served by the local git server (and a second git host) and the GitHub emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from skillmeat_pipeline.defs.automation.sensors import head_queries
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources, sync_sources
+from skillmeat_pipeline.defs.resources import HeadPollingResource, SourcesFileResource
+from skillmeat_pipeline.lib.catalog.store import Catalog, SourceStatus
+from skillmeat_pipeline.lib.core.models import ArtifactType
+from skillmeat_pipeline.lib.core.sources import load_sources
+from skillmeat_pipeline.testing import sample_marketplace as sample
+from skillmeat_pipeline.testing.git_server import GitHttpServer
+from skillmeat_pipeline.testing.sample_marketplace import MARKET, SampleMarketplace
+from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline
+
+
+@pytest.fixture(scope="module")
+def backend() -> str:
+    return "sqlite"
+
+
+@pytest.fixture
+def served_root(tmp_path: Path) -> Path:
+    """Overrides the session's corpus root: these tests push to their repositories."""
+    return tmp_path / "served"
+
+
+@pytest.fixture
+def other_host(tmp_path: Path) -> Iterator[GitHttpServer]:
+    """A second git host: entries whose `url` is not on GitHub."""
+    with GitHttpServer(tmp_path / "other") as server:
+        yield server
+
+
+@pytest.fixture
+def market(served_root: Path, other_host: GitHttpServer) -> SampleMarketplace:
+    return sample.build_sample_marketplace(
+        served_root, other_host_url=other_host.base_url, other_root=other_host.root
+    )
+
+
+def key(name: str) -> str:
+    return f"{name}@{MARKET}"
+
+
+def sync(pipeline: Pipeline) -> tuple[list[str], list[str]]:
+    catalog = pipeline.catalog()
+    try:
+        _, added, removed = sync_sources(pipeline.instance, catalog, load_sources())
+    finally:
+        catalog.dispose()
+    return added, removed
+
+
+def partitions(pipeline: Pipeline) -> list[str]:
+    return pipeline.instance.get_dynamic_partitions(marketplace_sources.name)
+
+
+def statuses(catalog: Catalog) -> dict[str, tuple[SourceStatus | None, str | None]]:
+    return {r.key: (r.last_status, r.last_error) for r in catalog.source_responses()}
+
+
+def index_market_and_plugins(pipeline: Pipeline) -> list[str]:
+    assert pipeline.materialize([MARKET]).success
+    added, removed = sync(pipeline)
+    assert removed == []
+    pipeline.materialize(added)  # fails: some entries cannot be fetched
+    return added
+
+
+def upload_packs(server: GitHttpServer, slug: str) -> int:
+    """Fetches (pack negotiations) of a repository, as the server logged them."""
+    return sum(1 for r in server.requests(slug) if r.path.endswith("/git-upload-pack"))
+
+
+def test_every_entry_form_ends_as_the_spec_says(
+    pipeline: Pipeline, market: SampleMarketplace, other_host: GitHttpServer
+) -> None:
+    pipeline.write_sources([{"github": MARKET}])
+    added = index_market_and_plugins(pipeline)
+
+    fetchable = [*market.scanned, *market.failed]
+    assert sorted(added) == sorted(key(name) for name in fetchable)
+    assert sorted(partitions(pipeline)) == sorted([MARKET, *added])
+    catalog = pipeline.catalog()
+    found = statuses(catalog)
+    assert found[MARKET] == (SourceStatus.SCANNED, None)  # its entries never fail it
+    for name, count in market.scanned.items():
+        assert found[key(name)] == (SourceStatus.SCANNED, None), name
+        entries = catalog.entries(key(name))
+        assert len(entries) == count, (name, [(e.artifact_type, e.path) for e in entries])
+    for name, words in market.failed.items():
+        status, error = found[key(name)]
+        assert status is SourceStatus.FAILED and words in (error or ""), (name, error)
+    for name, words in market.skipped.items():
+        status, reason = found[key(name)]
+        assert status is SourceStatus.SKIPPED and words in (reason or ""), (name, reason)
+    # relative entries stay the marketplace's own plugins; invalid and duplicate names are
+    # problems recorded on the marketplace
+    assert key("local") not in found
+    record = catalog.get_source(MARKET)
+    assert record is not None and record.marketplace is not None
+    assert len(record.marketplace["problems"]) == market.problems
+    assert ("plugin", ".claude-plugin/marketplace.json#local") in [
+        (e.artifact_type.value, e.path) for e in catalog.entries(MARKET)
+    ]
+
+    # each entry's root is one plugin: plugin.json merged with the entry, or the entry alone
+    plugins = {
+        name: [e for e in catalog.entries(key(name)) if e.artifact_type is ArtifactType.PLUGIN]
+        for name in market.scanned
+    }
+    [alpha] = plugins["alpha"]
+    assert (alpha.path, alpha.name, alpha.description) == (".", "alpha", "Linting helpers")
+    [beta] = plugins["beta"]
+    assert (beta.path, beta.name, beta.description) == (".", "beta", "Security review agents")
+    [mono_a] = plugins["mono-a"]
+    assert (mono_a.path, mono_a.name) == ("plugins/a", "mono-a")
+    assert {e.plugin_path for e in catalog.entries(key("mono-a"))} == {None, "plugins/a"}
+    assert "stable-only" in [e.name for e in catalog.entries(key("alpha-stable"))]
+    assert catalog.get_source(key("beta")).last_indexed_commit_sha == market.commits["beta"]
+    assert catalog.get_source(key("gamma")).github == "tools/gamma"  # a github.com URL
+    assert catalog.get_source(key("delta")).url.startswith(other_host.base_url)
+
+    # two git-subdir entries into one repository: one fetch of it
+    pipeline.git.stop()
+    # (a depth-1 fetch negotiates in two requests: compare with a repository one entry names)
+    assert upload_packs(pipeline.git, "tools/mono") == upload_packs(pipeline.git, "tools/gamma")
+    assert upload_packs(pipeline.git, "tools/gamma") > 0
+
+    # search names the marketplace and the plugin an artifact comes from
+    [hit] = catalog.search("database migrations", artifact_type="skill")
+    assert (hit.source_key, hit.marketplace, hit.plugin) == (key("mono-a"), MARKET, "mono-a")
+    assert hit.install_name == f"mono-a@{MARKET}"
+    [own] = catalog.search("helpers kept", artifact_type="plugin")
+    assert (own.marketplace, own.plugin) == (MARKET, "local")
+    catalog.dispose()
+
+
+def test_pins_pushes_and_removals(pipeline: Pipeline, market: SampleMarketplace) -> None:
+    pipeline.write_sources([{"github": MARKET}])
+    index_market_and_plugins(pipeline)
+    catalog = pipeline.catalog()
+    indexed = catalog.indexed_commits([key("alpha"), key("beta")])
+
+    # pushes to the referenced repositories: the pinned entry is not polled, the other is
+    pushed_alpha = sample.commit_files(
+        pipeline.git.root, "tools/alpha", sample.ALPHA_STABLE, tick=5
+    )
+    pushed_beta = sample.commit_files(pipeline.git.root, "tools/beta", sample.BETA_NEXT, tick=5)
+    polled = head_queries(SourcesFileResource(), HeadPollingResource(), catalog)
+    assert key("alpha") in polled and key("beta") not in polled
+    assert MARKET in polled
+    again = pipeline.materialize([key("alpha")])
+    assert again.success
+    beta_run = pipeline.materialize([key("beta")])
+    assert beta_run.success
+    assert pipeline.materializations(beta_run)[key("beta")]["scan_status"] == "current"
+    assert catalog.indexed_commits([key("alpha"), key("beta")]) == {
+        key("alpha"): pushed_alpha,
+        key("beta"): indexed[key("beta")],
+    }
+
+    # the marketplace moves the pin and drops an entry
+    entries = [dict(e) for e in market.entries if e["name"] != "mono-b"]
+    for entry in entries:
+        if entry["name"] == "beta":
+            entry["source"] = {**entry["source"], "sha": pushed_beta}
+    sample.commit_files(pipeline.git.root, MARKET, sample.market_files(entries), tick=6)
+    assert pipeline.materialize([MARKET]).success
+    added, removed = sync(pipeline)
+    assert (added, removed) == ([], [key("mono-b")])
+    assert key("mono-b") not in partitions(pipeline)
+    moved = pipeline.materialize([key("beta")])
+    assert moved.success
+    assert pipeline.materializations(moved)[key("beta")]["scan_status"] == "scanned"
+    assert catalog.indexed_commits([key("beta")]) == {key("beta"): pushed_beta}
+    assert "tester" in [e.name for e in catalog.entries(key("beta"))]
+    gone = catalog.get_source(key("mono-b"))
+    assert gone is not None and gone.last_status is SourceStatus.REMOVED
+    assert all(e.status.value == "removed" for e in catalog.entries(key("mono-b"), True))
+
+    # the marketplace leaves the sources file: every plugin source goes with it
+    pipeline.sources_path.write_text("sources:\n  - key: other\n    url: https://h.example/o/r\n")
+    added, removed = sync(pipeline)
+    assert added == ["other"]
+    assert MARKET in removed and key("alpha") in removed
+    assert partitions(pipeline) == ["other"]
+    live = {r.key for r in catalog.source_responses()}
+    assert live == {"other"}
+    catalog.dispose()
+
+
+@pytest.mark.usefixtures("market")
+def test_plugin_sources_of_the_index_sensor_get_runs(pipeline: Pipeline) -> None:
+    from skillmeat_pipeline.definitions import defs
+    from skillmeat_pipeline.defs.automation.sensors import sources_sync_sensor
+
+    pipeline.write_sources([{"github": MARKET}])
+    assert pipeline.materialize([MARKET]).success
+    resources = {"sources_file": SourcesFileResource(), "catalog": defs.resources["catalog"]}
+    with dg.build_sensor_context(instance=pipeline.instance, resources=resources) as context:
+        result = sources_sync_sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    [add_request] = result.dynamic_partitions_requests
+    assert key("alpha") in add_request.partition_keys
+    assert key("pkg") not in add_request.partition_keys  # skipped entries get no partition
+    ranges = [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in result.run_requests
+    ]
+    assert ranges == [(add_request.partition_keys[0], add_request.partition_keys[-1])]
