@@ -217,3 +217,42 @@ def test_plugin_sources_of_the_index_sensor_get_runs(pipeline: Pipeline) -> None
         for r in result.run_requests
     ]
     assert ranges == [(add_request.partition_keys[0], add_request.partition_keys[-1])]
+
+
+def test_index_all_reaches_closure_and_names_what_failed(
+    pipeline: Pipeline, market: SampleMarketplace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from skillmeat_pipeline.cli import main
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # a fresh instance, as a new user has
+    pipeline.write_sources([{"github": MARKET}])
+
+    result = CliRunner().invoke(main, ["index", "--all"])
+
+    assert result.exit_code == 1, result.output
+    lines = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:-1]}
+    expected = {MARKET: "scanned"}
+    expected |= {key(name): "scanned" for name in market.scanned}
+    expected |= {key(name): "failed" for name in market.failed}
+    assert lines == expected
+    assert result.stdout.splitlines()[1].startswith(MARKET)  # the marketplace, then its plugins
+    assert f"{len(expected)} sources indexed" in result.stdout
+    failed_line = result.stderr.strip().splitlines()[-1]
+    assert failed_line.startswith("failed: ")
+    assert sorted(failed_line.removeprefix("failed: ").split(", ")) == sorted(
+        key(name) for name in market.failed
+    )
+    assert "indexing" in result.stderr  # the progress bar
+    with dg.DagsterInstance.get() as instance:
+        assert sorted(instance.get_dynamic_partitions(marketplace_sources.name)) == sorted(expected)
+
+    # nothing new: the plugin sources that succeeded are current, with one run per batch
+    again = CliRunner().invoke(main, ["index", *[key(n) for n in market.scanned], "--no-follow"])
+    assert again.exit_code == 0, again.output
+    assert {line.split()[1] for line in again.stdout.splitlines()[1:-1]} == {"current"}
+    usage = CliRunner().invoke(main, ["index"])
+    assert usage.exit_code == 2 and "KEY ..., --all or --stale" in usage.stderr
