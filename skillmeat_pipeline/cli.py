@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
-from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.store import Catalog, MarketplaceSourceResponse
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.core.models import CatalogEntry
+from skillmeat_pipeline.lib.core.models import CatalogEntry, SourceStatus
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
 from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
 from skillmeat_pipeline.lib.fetch.git.tree import (
@@ -281,17 +281,37 @@ def sources_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in responses], indent=2))
         return
+    # plugin sources listed under their marketplace, indented
+    plugins: dict[str, list[MarketplaceSourceResponse]] = {}
+    for r in responses:
+        if r.marketplace:
+            plugins.setdefault(r.marketplace, []).append(r)
+    ordered: list[tuple[MarketplaceSourceResponse, str]] = []
+    for r in responses:
+        if not r.marketplace:
+            ordered += [(r, ""), *((p, "  ") for p in plugins.pop(r.key, []))]
+    ordered += [(p, "  ") for orphans in plugins.values() for p in orphans]
+
+    def status(r: MarketplaceSourceResponse) -> str:
+        if r.last_status is None:
+            return "never indexed"
+        if r.last_status in (SourceStatus.FAILED, SourceStatus.SKIPPED) and r.last_error:
+            return f"{r.last_status.value}: {printable(r.last_error.splitlines()[0])[:70]}"
+        return r.last_status.value
+
     rows = [
         (
-            r.key,
+            indent + printable(r.key),
             r.indexing_strategy.value if r.indexing_strategy else "-",
             str(r.artifact_count) if r.artifact_count is not None else "-",
-            r.last_status.value if r.last_status else "never indexed",
+            (r.pinned_commit or "")[:12] or "-",
+            status(r),
             r.last_indexed_at.isoformat(timespec="seconds") if r.last_indexed_at else "-",
         )
-        for r in responses
+        for r, indent in ordered
     ]
-    click.echo(format_rows(("SOURCE", "STRATEGY", "ARTIFACTS", "STATUS", "INDEXED AT"), rows))
+    headers = ("SOURCE", "STRATEGY", "ARTIFACTS", "PINNED", "STATUS", "INDEXED AT")
+    click.echo(format_rows(headers, rows, max_width=90))
 
 
 @main.command("index")
@@ -399,16 +419,24 @@ def search(
     catalog.migrate()
     hits = catalog.search(query, artifact_type=artifact_type, source_key=source_key, limit=limit)
     if as_json:
-        click.echo(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
+        shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]
+        click.echo(json.dumps(shown, indent=2))
         return
     if not hits:
         click.echo(f"no results for {query!r}")
         return
     rows = [
-        (f"{h.score:.2f}", h.artifact_type.value, h.name, h.source_key, (h.description or "")[:60])
+        (
+            f"{h.score:.2f}",
+            h.artifact_type.value,
+            printable(h.name),
+            printable(h.install_name or h.source_key),
+            printable((h.description or "")[:60]),
+        )
         for h in hits
     ]
-    click.echo(format_rows(("SCORE", "TYPE", "NAME", "SOURCE", "DESCRIPTION"), rows))
+    # PLUGIN: what `/plugin install` takes (`plugin@marketplace`), else the source key
+    click.echo(format_rows(("SCORE", "TYPE", "NAME", "PLUGIN / SOURCE", "DESCRIPTION"), rows))
 
 
 # -- demo -----------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ served by the local git server (and a second git host) and the GitHub emulator."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -256,3 +257,21 @@ def test_index_all_reaches_closure_and_names_what_failed(
     assert {line.split()[1] for line in again.stdout.splitlines()[1:-1]} == {"current"}
     usage = CliRunner().invoke(main, ["index"])
     assert usage.exit_code == 2 and "KEY ..., --all or --stale" in usage.stderr
+
+    # sources list: plugin sources under their marketplace, with where they come from
+    listed = CliRunner().invoke(main, ["sources", "list", "--json"])
+    rows = {row["key"]: row for row in json.loads(listed.stdout)}
+    beta = rows[key("beta")]
+    assert (beta["marketplace"], beta["plugin"], beta["origin"]) == (MARKET, "beta", "marketplace")
+    assert beta["pinned_commit"] == market.commits["beta"]
+    assert (rows[MARKET]["origin"], rows[MARKET]["marketplace"]) == ("file", None)
+    assert rows[key("no-pin")]["last_status"] == "failed"
+    assert "pinned commit" in rows[key("no-pin")]["last_error"]
+    assert rows[key("pkg")]["last_status"] == "skipped"
+    table = CliRunner().invoke(main, ["sources", "list"]).stdout.splitlines()
+    assert table[1].startswith(MARKET)
+    assert all(line.startswith("  ") for line in table[2:]), table
+    assert any(line.startswith(f"  {key('pkg')}") and "skipped: npm" in line for line in table)
+    found = CliRunner().invoke(main, ["search", "changelogs", "--json"])
+    [hit] = json.loads(found.stdout)
+    assert hit["install"] == f"delta@{MARKET}"
