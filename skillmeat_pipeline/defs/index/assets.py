@@ -41,6 +41,7 @@ from skillmeat_pipeline.lib.scan.outcomes import (
     SourcePlan,
 )
 from skillmeat_pipeline.lib.scan.pipeline import (
+    SharedHeadLookups,
     Written,
     clone_batch,
     read_over_api,
@@ -138,8 +139,11 @@ def resolve_source_heads(
                 )
                 settled.append(Failed(source_key=key, reason=reason))
         plans = [start_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
+        heads = SharedHeadLookups(run_fetchers)  # one lookup per repository and ref
         outcomes = _map_bounded(
-            lambda plan: resolve(plan, run_fetchers), plans, fetchers.max_parallel_sources
+            lambda plan: resolve(plan, run_fetchers, heads=heads),
+            plans,
+            fetchers.max_parallel_sources,
         )
         to_scan = [o for o in outcomes if isinstance(o, SourcePlan)]
         settled += [o for o in outcomes if not isinstance(o, SourcePlan)]

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -143,11 +145,48 @@ def start_plan(source: SourceConfig, record: SourceRecord | None) -> SourcePlan:
 # -- step 1: resolve the head ---------------------------------------------------------------------
 
 
-def resolve(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan | Current | Failed:
+class SharedHeadLookups:
+    """Head lookups of one batch, one per repository and ref: a marketplace points many plugin
+    sources at the same few repositories. Thread-safe; a second caller waits for the first."""
+
+    def __init__(self, fetchers: Fetchers) -> None:
+        self._fetchers = fetchers
+        self._lock = threading.Lock()
+        self._lookups: dict[tuple[str, str | None, bool], Future[RemoteHead]] = {}
+
+    def __call__(self, source: SourceConfig) -> RemoteHead:
+        key = (source.url, source.ref, bool(source.github))
+        with self._lock:
+            pending = self._lookups.get(key)
+            first = pending is None
+            if pending is None:
+                pending = self._lookups[key] = Future()
+        if first:
+            try:
+                pending.set_result(
+                    resolve_head(
+                        source.url,
+                        source.ref,
+                        token=self._fetchers.token_for(source),
+                        settings=self._fetchers.settings.clone,
+                    )
+                )
+            except BaseException as exc:
+                pending.set_exception(exc)
+        return pending.result()
+
+
+def resolve(
+    plan: SourcePlan,
+    fetchers: Fetchers,
+    *,
+    heads: Callable[[SourceConfig], RemoteHead] | None = None,
+) -> SourcePlan | Current | Failed:
     """The head commit over the git protocol (no REST call): `Current` when it is indexed.
 
     A git side that cannot be reached is not fatal for a GitHub source: the reason is kept and the
     API takes over in the later steps. A pinned plugin source's head is its pin: nothing is asked.
+    `heads` shares lookups between the plans of a batch (`SharedHeadLookups`).
     """
     timeline = Timeline(plan.cost)
     head, unusable, lookup_error = None, None, None
@@ -162,12 +201,7 @@ def resolve(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan | Current | Fail
             phase.fail(unusable)
         elif head is None:
             try:
-                head = resolve_head(
-                    plan.source.url,
-                    plan.source.ref,
-                    token=fetchers.token_for(plan.source),
-                    settings=fetchers.settings.clone,
-                )
+                head = (heads or SharedHeadLookups(fetchers))(plan.source)
                 phase.set(commit_sha=head.commit_sha, ref=head.ref_name)
             except CloneError as exc:
                 phase.fail(exc)
