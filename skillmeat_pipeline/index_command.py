@@ -23,7 +23,6 @@ from skillmeat_pipeline.defs.index.partitions import sync_sources
 from skillmeat_pipeline.lib.catalog.source_set import SourceSet
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
 from skillmeat_pipeline.lib.core.models import SourceStatus
-from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 
 # Plugin sources never list plugin sources (depth 1): a marketplace round then a plugin round
@@ -52,12 +51,12 @@ class SourceResult:
 def repository_batches(
     sources: Sequence[SourceConfig], per_run: int = SOURCES_PER_RUN
 ) -> list[list[str]]:
-    """Keys in runs of at most `per_run`, never splitting the sources of one repository commit
-    over two runs (unless there are more of them than a run holds)."""
+    """Keys in runs of at most `per_run`, never splitting the sources of one repository over two
+    runs (unless there are more of them than a run holds): a run clones each commit once, and an
+    entry pinned to a repository's head shares the clone of an entry that follows it."""
     groups: dict[str, list[str]] = {}
     for source in sources:
-        pin = source.pinned_commit if isinstance(source, PluginSourceConfig) else None
-        where = (source.github or source.url).lower().removesuffix(".git") + "@" + (pin or "")
+        where = (source.github or source.url).lower().removesuffix(".git")
         groups.setdefault(where, []).append(source.key)
     batches: list[list[str]] = []
     current: list[str] = []

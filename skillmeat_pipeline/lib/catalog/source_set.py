@@ -52,9 +52,7 @@ def repository_order(plugins: Sequence[PluginSourceConfig]) -> list[PluginSource
     New partitions are appended in this order, so a run over a range of them finds the entries
     that share a repository in the same batch and fetches that repository once.
     """
-    return sorted(
-        plugins, key=lambda p: (p.github or p.url).lower() + "@" + (p.pinned_commit or "")
-    )
+    return sorted(plugins, key=lambda p: ((p.github or p.url).lower(), p.pinned_commit or ""))
 
 
 def source_set(file_sources: Sequence[SourceConfig], catalog: Catalog) -> SourceSet:
