@@ -165,3 +165,28 @@ def test_github_urls() -> None:
     assert github_repo_of("https://github.com/o/r/tree/main") is None
     assert github_repo_of("https://gitlab.com/o/r") is None
     assert github_repo_of("http://127.0.0.1:9999/o/r.git") == "o/r"  # the configured git host
+
+
+def test_index_runs_never_split_the_sources_of_one_repository() -> None:
+    from skillmeat_pipeline.index_command import repository_batches
+
+    def plugin(i: int, repo: str, pin: str | None = None) -> PluginSourceConfig:
+        return PluginSourceConfig(
+            key=f"p{i}@m", github=repo, marketplace_key="m", plugin=f"p{i}", pinned_commit=pin
+        )
+
+    sources = [
+        plugin(0, "o/a"),
+        plugin(1, "o/b"),
+        plugin(2, "o/a", PIN),
+        plugin(3, "o/b"),
+        plugin(4, "o/c"),
+        plugin(5, "O/A"),
+        plugin(6, "o/d"),
+    ]
+    assert repository_batches(sources, per_run=4) == [
+        ["p0@m", "p2@m", "p5@m"],
+        ["p1@m", "p3@m", "p4@m", "p6@m"],
+    ]
+    many = [plugin(i, "o/big") for i in range(5)]
+    assert repository_batches(many, per_run=2) == [["p0@m", "p1@m"], ["p2@m", "p3@m"], ["p4@m"]]
