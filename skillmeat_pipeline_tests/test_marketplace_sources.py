@@ -275,3 +275,49 @@ def test_index_all_reaches_closure_and_names_what_failed(
     found = CliRunner().invoke(main, ["search", "changelogs", "--json"])
     [hit] = json.loads(found.stdout)
     assert hit["install"] == f"delta@{MARKET}"
+
+
+def test_a_pin_at_the_head_shares_the_clone_of_a_ref_where_fetch_by_id_is_refused(
+    pipeline: Pipeline, served_root: Path
+) -> None:
+    import pygit2
+
+    head = sample.commit_files(served_root, "tools/alpha", sample.ALPHA)
+    repo = pygit2.Repository(str(served_root / "tools" / "alpha.git"))
+    del repo.config["uploadpack.allowReachableSHA1InWant"]  # a server that refuses it
+    repo.free()
+    gh = {"source": "github", "repo": "tools/alpha"}
+    entries = [
+        {"name": "pinned", "source": {**gh, "sha": head}},
+        {"name": "followed", "source": gh},
+        {
+            "name": "refused",
+            "source": {
+                "source": "git-subdir",
+                "url": "https://github.com/tools/alpha",
+                "path": "skills",
+                "sha": "1" * 40,
+            },
+        },
+    ]
+    sample.commit_files(served_root, MARKET, sample.market_files(entries))
+    pipeline.write_sources([{"github": MARKET}])
+    assert pipeline.materialize([MARKET]).success
+    sync(pipeline)
+    # the pinned source first in the batch: it must not lead the clone of the group
+    from skillmeat_pipeline.definitions import defs
+    from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, batch_run_config
+
+    order = [key("pinned"), key("refused"), key("followed")]
+    run = defs.get_job_def(BATCH_JOB_NAME).execute_in_process(
+        run_config=batch_run_config(order), instance=pipeline.instance, raise_on_error=False
+    )
+
+    meta = pipeline.materializations(run)
+    for name in ("pinned", "followed"):  # cloned, no fallback to the API
+        assert meta[key(name)]["fallback_reason"] == "none", meta[key(name)]
+        assert meta[key(name)]["commit_sha"] == head
+    found = statuses(pipeline.catalog())
+    assert found[key("pinned")] == found[key("followed")] == (SourceStatus.SCANNED, None)
+    status, error = found[key("refused")]  # fetch by id refused, then the API has no such commit
+    assert status is SourceStatus.FAILED and "1" * 40 in (error or "")

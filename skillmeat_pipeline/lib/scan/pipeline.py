@@ -448,9 +448,12 @@ def clone(
 def fetch_key(plan: SourcePlan) -> tuple[str, str]:
     """What a clone fetches: the repository and the commit (its head, or the plan's own key
     when the head is unknown, so that such plans are never merged)."""
+    source = plan.source
     if plan.head is None:
-        return (plan.source.url, f"?{plan.key}")
-    return (plan.source.url.rstrip("/").removesuffix(".git").lower(), plan.head.commit_sha)
+        return (source.url, f"?{plan.key}")
+    # GitHub names are case-insensitive; other servers' paths may not be
+    where = source.github.lower() if source.github else source.url.rstrip("/").removesuffix(".git")
+    return (where, plan.head.commit_sha)
 
 
 def clone_batch(
@@ -486,11 +489,12 @@ def clone_together(
 ) -> list[Scanned | FellBack | Failed]:
     """One clone of the repository commit the `plans` share, each plan detected on it.
 
-    The first plan pays the clone (its cost and metadata show the fetch); the others record a
-    shared clone of no bytes. A failure ends every plan of the group the same way.
+    A plan that follows a ref leads (a server may refuse fetching a commit by id; a pinned plan
+    leads only a group of pins). The leader pays the clone (its cost and metadata show the fetch);
+    the others record a shared clone of no bytes. A failure ends every plan the same way.
     """
     assert plans and all(p.selection is not None for p in plans), "route the plans first"
-    first = plans[0]
+    first = next((p for p in plans if pinned_commit(p.source) is None), plans[0])
     source = first.source
     pin = pinned_commit(source)
     ref = first.head.ref_name if first.head and pin is None else source.ref
@@ -516,7 +520,9 @@ def clone_together(
                 )
                 phase.set(commit_sha=cloned.commit_sha, bytes_fetched=cloned.bytes_fetched)
             timelines[first.key].spend(clone_ms=cloned.clone_ms, bytes_fetched=cloned.bytes_fetched)
-            for plan in plans[1:]:
+            for plan in plans:
+                if plan is first:
+                    continue
                 with timelines[plan.key].phase("clone") as phase:
                     phase.set(commit_sha=cloned.commit_sha, shared_with=first.key)
             return [
