@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
-from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.store import Catalog, MarketplaceSourceResponse
 from skillmeat_pipeline.lib.core.addresses import (
     AddressPolicy,
     IPAddress,
@@ -26,7 +26,7 @@ from skillmeat_pipeline.lib.core.addresses import (
 )
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
-from skillmeat_pipeline.lib.core.models import CatalogEntry
+from skillmeat_pipeline.lib.core.models import CatalogEntry, SourceStatus
 from skillmeat_pipeline.lib.core.secrets import Secret, redact, secrets_from_env
 from skillmeat_pipeline.lib.core.sources import (
     SourceConfig,
@@ -255,7 +255,9 @@ def sources_sync() -> None:
     """Make the Dagster partitions and the catalog's source rows equal the sources file.
 
     New sources get a partition; dropped ones lose theirs and their catalog rows are marked
-    removed (never deleted). Uses the Dagster instance of DAGSTER_HOME, like the `dagster` CLI.
+    removed (never deleted). The plugin sources that indexed marketplaces list (entries in other
+    repositories, keyed `plugin@marketplace`) are sources too: they get partitions while their
+    marketplace lists them. Uses the Dagster instance of DAGSTER_HOME, like the `dagster` CLI.
 
     \b
     Example:
@@ -267,28 +269,27 @@ def sources_sync() -> None:
     # Imported here: Dagster takes a second to import and `detect` never needs it.
     import dagster as dg
 
-    from skillmeat_pipeline.defs.index.partitions import (
-        marketplace_sources,
-        planned_partition_changes,
-        sync_catalog_sources,
-    )
+    from skillmeat_pipeline.defs.index.partitions import sync_sources
 
     try:
         configured = load_sources()
     except SourcesFileError as exc:
         fail(str(exc))
+    catalog = Catalog.from_env()
+    catalog.migrate()
     with dg.DagsterInstance.get() as instance:
-        added, removed = planned_partition_changes(instance, configured)
-        catalog = Catalog.from_env()
-        catalog.migrate()
-        sync_catalog_sources(catalog, configured)
-        if added:
-            instance.add_dynamic_partitions(marketplace_sources.name, added)
-        for key in removed:
-            instance.delete_dynamic_partition(marketplace_sources.name, key)
+        wanted, added, removed = sync_sources(instance, catalog, configured)
+    catalog.dispose()
+    for problem in wanted.problems:
+        click.echo(f"warning: {printable(problem)}", err=True)
+    plugins = (
+        f" ({len(wanted.plugins)} plugin sources, {len(wanted.skipped)} entries skipped)"
+        if wanted.plugins or wanted.skipped
+        else ""
+    )
     click.echo(
-        f"{len(configured)} sources: {len(added)} added, {len(removed)} removed"
-        + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
+        f"{len(wanted.partition_keys)} sources{plugins}: {len(added)} added, "
+        f"{len(removed)} removed" + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
     )
 
 
@@ -432,17 +433,117 @@ def sources_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([r.model_dump(mode="json") for r in responses], indent=2))
         return
+    # plugin sources listed under their marketplace, indented
+    plugins: dict[str, list[MarketplaceSourceResponse]] = {}
+    for r in responses:
+        if r.marketplace:
+            plugins.setdefault(r.marketplace, []).append(r)
+    ordered: list[tuple[MarketplaceSourceResponse, str]] = []
+    for r in responses:
+        if not r.marketplace:
+            ordered += [(r, ""), *((p, "  ") for p in plugins.pop(r.key, []))]
+    ordered += [(p, "  ") for orphans in plugins.values() for p in orphans]
+
+    def status(r: MarketplaceSourceResponse) -> str:
+        if r.last_status is None:
+            return "never indexed"
+        if r.last_status in (SourceStatus.FAILED, SourceStatus.SKIPPED) and r.last_error:
+            return f"{r.last_status.value}: {printable(r.last_error.splitlines()[0])[:70]}"
+        return r.last_status.value
+
     rows = [
         (
-            r.key,
+            indent + printable(r.key),
             r.indexing_strategy.value if r.indexing_strategy else "-",
             str(r.artifact_count) if r.artifact_count is not None else "-",
-            r.last_status.value if r.last_status else "never indexed",
+            (r.pinned_commit or "")[:12] or "-",
+            status(r),
             r.last_indexed_at.isoformat(timespec="seconds") if r.last_indexed_at else "-",
         )
-        for r in responses
+        for r, indent in ordered
     ]
-    click.echo(format_rows(("SOURCE", "STRATEGY", "ARTIFACTS", "STATUS", "INDEXED AT"), rows))
+    headers = ("SOURCE", "STRATEGY", "ARTIFACTS", "PINNED", "STATUS", "INDEXED AT")
+    click.echo(format_rows(headers, rows, max_width=90))
+
+
+@main.command("index")
+@click.argument("keys", nargs=-1, metavar="[KEY]...")
+@click.option("--all", "everything", is_flag=True, help="Every source (file and plugin sources).")
+@click.option("--stale", is_flag=True, help="Only sources never indexed, or whose last run failed.")
+@click.option("--force", is_flag=True, help="Re-index sources whose head is the indexed commit.")
+@click.option(
+    "--no-follow",
+    is_flag=True,
+    help="Do not index the plugin sources that the indexed marketplaces reveal.",
+)
+def index(
+    keys: tuple[str, ...], everything: bool, stale: bool, force: bool, no_follow: bool
+) -> None:
+    """Index sources now, through the Dagster instance of DAGSTER_HOME.
+
+    Syncs the partitions first (as `sources sync`), then materializes marketplace_index for the
+    named sources in batched runs (the runs show in the Dagster UI). Unless --no-follow, the
+    plugin sources that the indexed marketplaces list are then synced and indexed too, until no
+    new one appears. Prints a progress bar on stderr and a summary table; exits 1 when a source
+    failed (named in the summary), 0 when every source succeeded.
+
+    \b
+    Examples:
+      skillmeat-pipeline index --all
+      skillmeat-pipeline index anthropics/claude-plugins-official
+      skillmeat-pipeline index --stale
+      skillmeat-pipeline index my/source --force --no-follow
+    """
+    import dagster as dg
+
+    from skillmeat_pipeline.index_command import IndexUsageError, run_index
+
+    try:
+        configured = load_sources()
+    except SourcesFileError as exc:
+        fail(str(exc))
+    catalog = Catalog.from_env()
+    catalog.migrate()
+
+    def progress(total: int) -> Any:
+        return click.progressbar(length=total, label="indexing", file=sys.stderr)
+
+    try:
+        with dg.DagsterInstance.get() as instance:
+            results = run_index(
+                instance,
+                catalog,
+                configured,
+                list(keys),
+                everything=everything,
+                stale=stale,
+                force=force,
+                follow=not no_follow,
+                progress=progress,
+            )
+    except IndexUsageError as exc:
+        fail(str(exc))
+    finally:
+        catalog.dispose()
+    rows = [
+        (
+            printable(r.key),
+            r.status,
+            "-" if r.artifact_count is None else str(r.artifact_count),
+            printable(r.detail.splitlines()[0] if r.detail else "")[:90],
+        )
+        for r in results
+    ]
+    click.echo(format_rows(("SOURCE", "STATUS", "ARTIFACTS", "DETAIL"), rows, max_width=90))
+    failed = [r.key for r in results if r.status == "failed"]
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
+    click.echo(f"{len(results)} sources indexed: {summary}")
+    if failed:
+        click.echo(f"failed: {', '.join(printable(k) for k in failed)}", err=True)
+        sys.exit(1)
 
 
 @main.command()
@@ -470,16 +571,24 @@ def search(
     catalog.migrate()
     hits = catalog.search(query, artifact_type=artifact_type, source_key=source_key, limit=limit)
     if as_json:
-        click.echo(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
+        shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]
+        click.echo(json.dumps(shown, indent=2))
         return
     if not hits:
         click.echo(f"no results for {query!r}")
         return
     rows = [
-        (f"{h.score:.2f}", h.artifact_type.value, h.name, h.source_key, (h.description or "")[:60])
+        (
+            f"{h.score:.2f}",
+            h.artifact_type.value,
+            printable(h.name),
+            printable(h.install_name or h.source_key),
+            printable((h.description or "")[:60]),
+        )
         for h in hits
     ]
-    click.echo(format_rows(("SCORE", "TYPE", "NAME", "SOURCE", "DESCRIPTION"), rows))
+    # PLUGIN: what `/plugin install` takes (`plugin@marketplace`), else the source key
+    click.echo(format_rows(("SCORE", "TYPE", "NAME", "PLUGIN / SOURCE", "DESCRIPTION"), rows))
 
 
 # -- demo -----------------------------------------------------------------------------------------

@@ -7,7 +7,10 @@
    `<dir>/dagster_home`), in process, and print what each partition's metadata says;
 5. push a commit to one repository and materialize again: unchanged sources cost nothing, the
    changed one is re-indexed (and, its artifact count now known, with another strategy);
-6. with `serve=True`, keep the servers up and run `dagster dev` on the same instance until Ctrl-C.
+6. add a marketplace whose entries point at other repositories (`testing/sample_marketplace.py`:
+   pinned, `git-subdir`, unreachable, `npm`, ...) and index it as `skillmeat-pipeline index` does:
+   the marketplace, then the plugin sources it lists (SPEC §2.1);
+7. with `serve=True`, keep the servers up and run `dagster dev` on the same instance until Ctrl-C.
 
 `<dir>` (default `./.demo`) is rebuilt on every run, so the output is the same every time.
 """
@@ -32,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from skillmeat_pipeline.testing.sample_marketplace import MARKET, build_sample_marketplace
 from skillmeat_pipeline.testing.sample_repos import (
     SAMPLE_UPDATE,
     SampleRepo,
@@ -260,26 +264,17 @@ class Demo:
 
     def sync_partitions(self, instance: Any) -> list[str]:
         """What `skillmeat-pipeline sources sync` does: partitions and source rows = the file."""
-        from skillmeat_pipeline.defs.index.partitions import (
-            marketplace_sources,
-            planned_partition_changes,
-            sync_catalog_sources,
-        )
+        from skillmeat_pipeline.defs.index.partitions import sync_sources
         from skillmeat_pipeline.lib.catalog.store import Catalog
         from skillmeat_pipeline.lib.core.sources import load_sources
 
         configured = load_sources(self.layout.sources_file)
-        added, removed = planned_partition_changes(instance, configured)
         catalog = Catalog.from_url(self.layout.index_url)
         try:
             catalog.migrate()
-            sync_catalog_sources(catalog, configured)
+            _, added, _ = sync_sources(instance, catalog, configured)
         finally:
             catalog.dispose()
-        if added:
-            instance.add_dynamic_partitions(marketplace_sources.name, added)
-        for key in removed:
-            instance.delete_dynamic_partition(marketplace_sources.name, key)
         return added
 
     def materialize(self, instance: Any) -> Any:
@@ -352,6 +347,66 @@ class Demo:
         )
         self.echo(format_table(SUMMARY_HEADERS, [row.row() for row in rows]))
         return bool(result.success)
+
+
+class _NoProgress:
+    def update(self, _done: int) -> None:
+        """The demo prints its tables; a progress bar would only interleave with them."""
+
+
+def index_marketplace(layout: DemoLayout, instance: Any, echo: Echo) -> None:
+    """Add the sample marketplace to the sources file and index it with its plugin sources."""
+    import dagster as dg
+
+    from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, index_source_batch_job
+    from skillmeat_pipeline.defs.resources import resource_defs
+    from skillmeat_pipeline.index_command import run_index
+    from skillmeat_pipeline.lib.catalog.store import Catalog
+    from skillmeat_pipeline.lib.core.sources import load_sources
+
+    text = layout.sources_file.read_text()
+    listed = yaml.safe_load(text)["sources"] + [{"github": MARKET}]
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    layout.sources_file.write_text(header + yaml.safe_dump({"sources": listed}, sort_keys=False))
+    # built now, inside the demo's environment (GITHUB_TOKEN unset)
+    job = dg.Definitions(jobs=[index_source_batch_job], resources=resource_defs()).get_job_def(
+        BATCH_JOB_NAME
+    )
+    catalog = Catalog.from_url(layout.index_url)
+    try:
+        results = run_index(
+            instance,
+            catalog,
+            load_sources(layout.sources_file),
+            [MARKET],
+            progress=lambda _total: contextlib.nullcontext(_NoProgress()),
+            job=job,
+        )
+        rows = [
+            (
+                r.key,
+                r.status,
+                "-" if r.artifact_count is None else str(r.artifact_count),
+                r.detail.splitlines()[0][:70] if r.detail else "",
+            )
+            for r in results
+        ]
+        rows += [
+            (s.key, "skipped", "-", (s.last_error or "")[:70])
+            for s in catalog.source_responses()
+            if s.last_status is not None and s.last_status.value == "skipped"
+        ]
+        echo(format_table(("SOURCE", "STATUS", "ARTIFACTS", "DETAIL"), rows))
+        echo(
+            "      failed and skipped entries are the sample's unreachable ones (a missing "
+            "repository, ref and pin) and forms that are not git (npm, unknown): they never fail "
+            "the marketplace or its other entries"
+        )
+        hits = catalog.search("database migrations", limit=1)
+        if hits:
+            echo(f'      search "database migrations": {hits[0].name} ({hits[0].install_name})')
+    finally:
+        catalog.dispose()
 
 
 def _catalog_report(layout: DemoLayout, keys: Sequence[str], echo: Echo) -> None:
@@ -514,16 +569,18 @@ def run_demo(
         raise DemoError(f"port {port} on {HOST} is in use; pass another --port")
     started = time.monotonic()
     layout = prepare_layout(directory)
-    echo(f"[1/6] Building the sample marketplace repositories in {layout.repos}")
+    echo(f"[1/7] Building the sample marketplace repositories in {layout.repos}")
     repos = build_sample_repos(layout.repos)
     for repo in repos:
         echo(f"      {repo.slug:26} {repo.summary}")
+    build_sample_marketplace(layout.repos)
+    echo(f"      {MARKET:26} a marketplace of references to tools/* (used in step 7)")
     with (
         GitHttpServer(layout.repos) as git,
         GitHubEmulator(layout.repos, git_base_url=git.base_url, anonymous_rate_limit=5000) as hub,
     ):
         echo(
-            f"[2/6] Serving them on loopback: git {git.base_url}, "
+            f"[2/7] Serving them on loopback: git {git.base_url}, "
             f"GitHub API emulator {hub.api_url} (raw {hub.raw_url})"
         )
         environment = demo_environment(layout, git.base_url, hub.api_url, hub.raw_url)
@@ -535,14 +592,20 @@ def run_demo(
             with demo.dg.DagsterInstance.get() as instance:
                 added = demo.sync_partitions(instance)
                 echo(
-                    f"[3/6] Wrote {layout.sources_file} ({len(repos)} sources) and synced the "
+                    f"[3/7] Wrote {layout.sources_file} ({len(repos)} sources) and synced the "
                     f"Dagster instance in {layout.dagster_home}: {len(added)} partitions added"
                 )
-                ok = demo.run_and_report(instance, "[4/6] Run 1, first index")
+                ok = demo.run_and_report(instance, "[4/7] Run 1, first index")
                 commit = apply_update(layout.repos, SAMPLE_UPDATE)
-                echo(f"[5/6] Pushed {commit[:8]} to {SAMPLE_UPDATE.slug}: {SAMPLE_UPDATE.message}")
-                ok = demo.run_and_report(instance, "[6/6] Run 2, after the push") and ok
-            _catalog_report(layout, demo.keys, echo)
+                echo(f"[5/7] Pushed {commit[:8]} to {SAMPLE_UPDATE.slug}: {SAMPLE_UPDATE.message}")
+                ok = demo.run_and_report(instance, "[6/7] Run 2, after the push") and ok
+                _catalog_report(layout, demo.keys, echo)
+                echo(
+                    f"[7/7] Added the marketplace {MARKET} (entries in other repositories) and "
+                    "indexed it as `skillmeat-pipeline index` does: the marketplace, then its "
+                    "plugin sources"
+                )
+                index_marketplace(layout, instance, echo)
             echo(f"Done in {time.monotonic() - started:.1f} s.")
             if not ok:
                 echo("Some partitions failed: see the run logs in the Dagster UI (--serve).")

@@ -286,6 +286,19 @@ def scan_at_0003(catalog: Catalog, entries: list[CatalogEntry], commit: str) -> 
         )
 
 
+def insert_source_row(catalog: Catalog, key: str) -> None:
+    """A source row as every revision since 0003 can hold it (no `upsert_sources`: that writes
+    the columns of the newest revision)."""
+    with catalog.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO sources (key, url, exclude, deep_indexing) "
+                "VALUES (:key, :url, '[]', false)"
+            ),
+            {"key": key, "url": f"https://git.example.com/{key}.git"},
+        )
+
+
 def upgrade_to(catalog: Catalog, revision: str) -> None:
     with catalog.engine.begin() as conn:
         config = Config()
@@ -301,7 +314,7 @@ def test_the_type_joins_the_entry_key_without_losing_rows(
     with empty_database(backend) as url:
         catalog = Catalog.from_url(url)
         upgrade_to(catalog, "0003")  # the key was (source_key, path)
-        catalog.upsert_sources([config(SOURCE)])
+        insert_source_row(catalog, SOURCE)
         pdf = entry("skills/pdf", description="Extracts tables from PDF files")
         scan_at_0003(catalog, [pdf, entry("skills/xlsx")], "c1")
 
@@ -650,12 +663,17 @@ def test_source_response_is_null_until_indexed_then_follows_the_clone_target(
         "last_status": None,
         "last_error": None,
         "api_calls": None,
+        "origin": "file",
+        "marketplace": None,
+        "plugin": None,
+        "pinned_commit": None,
     }
 
     scan(catalog, [entry("skills/a"), entry("skills/b")], "c1", api_calls=3)
 
     [response] = catalog.source_responses()
-    assert response.model_dump(exclude={"key", "url", "github", "ref", "last_error"}) == {
+    shown = response.model_dump(exclude={"key", "url", "github", "ref", "last_error"})
+    assert shown == {
         "artifacts_root": "skills",
         "artifact_count": 2,
         "indexing_strategy": Strategy.SPARSE_MANIFEST,
@@ -663,6 +681,10 @@ def test_source_response_is_null_until_indexed_then_follows_the_clone_target(
         "last_indexed_at": T0,
         "last_status": SourceStatus.SCANNED,
         "api_calls": 3,
+        "origin": "file",
+        "marketplace": None,
+        "plugin": None,
+        "pinned_commit": None,
     }
 
 
@@ -932,3 +954,87 @@ def test_postgres_writes_to_different_sources_do_not_wait_for_each_other(
     assert "error" not in outcome
     assert [e.path for e in catalog.entries(SOURCE)] == ["skills/a"]
     assert [e.path for e in catalog.entries(OTHER)] == ["agents/b"]
+
+
+# -- plugin sources (SPEC §2.1, §5.3) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrading_to_plugin_sources_keeps_rows_as_file_sources(
+    backend: str, empty_database: Callable
+) -> None:
+    from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig
+
+    with empty_database(backend) as url:
+        catalog = Catalog.from_url(url)
+        upgrade_to(catalog, "0004")
+        insert_source_row(catalog, SOURCE)
+        scan_at_0003(catalog, [entry("skills/pdf", description="Extracts tables")], "c1")
+
+        catalog.migrate()
+
+        assert schema_revision(catalog) == HEAD
+        [record] = catalog.list_sources()
+        assert (record.key, record.origin, record.marketplace_key, record.pinned_commit) == (
+            SOURCE,
+            "file",
+            None,
+            None,
+        )
+        assert stored(catalog) == {"skills/pdf": (NEW, "sha-skills/pdf", "c1", "c1")}
+        plugin = PluginSourceConfig(
+            key=f"pdf@{SOURCE}",
+            url="https://git.example.com/o/pdf.git",
+            marketplace_key=SOURCE,
+            plugin="pdf",
+            pinned_commit="b" * 40,
+        )
+        catalog.upsert_sources([config(SOURCE), plugin])
+        response = {r.key: r for r in catalog.source_responses()}[plugin.key]
+        assert (response.origin, response.marketplace, response.plugin, response.pinned_commit) == (
+            "marketplace",
+            SOURCE,
+            "pdf",
+            "b" * 40,
+        )
+        assert schema_differences(catalog) == []
+        catalog.dispose()
+
+
+def test_skipped_entries_are_rows_with_their_reason_until_fetchable(catalog: Catalog) -> None:
+    from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig, SkippedEntry
+
+    key = f"pkg@{SOURCE}"
+    catalog.upsert_skipped_sources([SkippedEntry(key, SOURCE, "pkg", "npm: not fetched", "npm:x")])
+    [row] = catalog.source_responses()
+    assert (row.key, row.last_status, row.last_error, row.marketplace, row.url) == (
+        key,
+        SourceStatus.SKIPPED,
+        "npm: not fetched",
+        SOURCE,
+        "npm:x",
+    )
+    fetchable = PluginSourceConfig(
+        key=key, url="https://git.example.com/o/pkg.git", marketplace_key=SOURCE, plugin="pkg"
+    )
+    catalog.upsert_sources([fetchable])
+    [row] = catalog.source_responses()
+    assert (row.last_status, row.last_error, row.url) == (None, None, fetchable.url)
+    catalog.mark_sources_removed([key])
+    assert catalog.source_responses() == []
+
+
+def test_a_changed_pin_forgets_the_indexed_commit(catalog: Catalog) -> None:
+    from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig
+
+    def pinned(sha: str) -> PluginSourceConfig:
+        return PluginSourceConfig(
+            key=SOURCE, url="https://h/o/r.git", marketplace_key="m", plugin="p", pinned_commit=sha
+        )
+
+    catalog.upsert_sources([pinned("c1")])
+    scan(catalog, [entry("skills/a")], "c1")
+    catalog.upsert_sources([pinned("c1")])
+    assert catalog.indexed_commits([SOURCE]) == {SOURCE: "c1"}
+    catalog.upsert_sources([pinned("c2")])
+    assert catalog.indexed_commits([SOURCE]) == {SOURCE: None}

@@ -22,6 +22,7 @@ from skillmeat_pipeline.demo import MARKER, DemoError, prepare_layout
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.fetch.git.tree import open_local_repository, snapshot_commit
+from skillmeat_pipeline.testing.sample_marketplace import MARKET, build_sample_marketplace
 from skillmeat_pipeline.testing.sample_repos import (
     SAMPLE_REPOS,
     SAMPLE_UPDATE,
@@ -69,7 +70,9 @@ def clean_environment() -> dict[str, str]:
 def materializations_by_run(home: Path) -> list[dict[str, dict[str, object]]]:
     """For each run of the demo's Dagster instance, oldest first: partition -> metadata values."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs()[::-1]  # newest first from the instance
+        # newest first from the instance; the two runs of the sample sources come first, then
+        # the marketplace's (step 7), whose unreachable entries fail their run
+        runs = instance.get_runs()[::-1][:2]
         assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS] * 2
         result = []
         for run in runs:
@@ -86,7 +89,9 @@ def materializations_by_run(home: Path) -> list[dict[str, dict[str, object]]]:
                 }
             )
         keys = instance.get_dynamic_partitions("marketplace_sources")
-    assert keys == list(EXPECTED_KINDS)
+    assert keys[: len(EXPECTED_KINDS)] == list(EXPECTED_KINDS)
+    assert keys[len(EXPECTED_KINDS)] == MARKET
+    assert all(key.endswith(f"@{MARKET}") for key in keys[len(EXPECTED_KINDS) + 1 :])
     return result
 
 
@@ -171,8 +176,20 @@ def test_demo_in_an_empty_folder_indexes_every_sample_source(tmp_path: Path):
             str(first[cells[0]]["artifact_count"]),
             str(first[cells[0]]["api_calls"]),
         ]
-    for step in range(1, 7):
-        assert f"[{step}/6]" in output
+    for step in range(1, 8):
+        assert f"[{step}/7]" in output
+    # step 7: the marketplace of references, then its plugin sources, each as SPEC §2.1 says
+    sample = build_sample_marketplace(tmp_path / "expected")  # what the demo built
+    market = {
+        cells[0]: cells[1]
+        for cells in table_lines
+        if cells and (cells[0] == MARKET or cells[0].endswith(f"@{MARKET}"))
+    }
+    expected = {MARKET: "scanned"} | {f"{name}@{MARKET}": "scanned" for name in sample.scanned}
+    expected |= {f"{name}@{MARKET}": "failed" for name in sample.failed}
+    expected |= {f"{name}@{MARKET}": "skipped" for name in sample.skipped}
+    assert market == expected
+    assert f"a-skill (mono-a@{MARKET})" in output
     assert "skillmeat-pipeline demo --serve" in output
 
 

@@ -1,7 +1,8 @@
 """Sensors: keep the partitions equal to the sources file, and index sources that were pushed to.
 
-* `sources_sync_sensor` (running by default): partitions follow the sources file; new sources
-  are indexed at once (partition ranges: new keys are appended, so they are consecutive).
+* `sources_sync_sensor` (running by default): partitions follow the sources file and the plugin
+  sources its indexed marketplaces list (SPEC §2.1); new sources are indexed at once (partition
+  ranges: new keys are appended, so they are consecutive).
 * `source_heads_sensor` (running by default): polls heads over the git protocol, one page of
   sources a tick, and indexes the sources whose head moved away from the indexed commit.
 * `push_events_sensor` (running by default; idle until `skillmeat-pipeline webhook-server`
@@ -29,6 +30,9 @@ from skillmeat_pipeline.defs.resources import (
     HeadPollingResource,
     SourcesFileResource,
 )
+from skillmeat_pipeline.lib.catalog.source_set import source_set
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig
 from skillmeat_pipeline.lib.fetch.git.heads import (
     HeadCursor,
     HeadQuery,
@@ -52,12 +56,21 @@ def sources_sync_sensor(
     catalog: CatalogResource,
 ) -> dg.SensorResult | dg.SkipReason:
     # A malformed file raises here: the tick fails with the source and field, nothing changes.
-    configured = sources_file.load()
-    added, removed = planned_partition_changes(context.instance, configured)
-    sync_catalog_sources(catalog.catalog, configured)
+    wanted = source_set(sources_file.load(), catalog.catalog)
+    added, removed = planned_partition_changes(context.instance, wanted)
+    sync_catalog_sources(catalog.catalog, wanted)
+    for problem in wanted.problems[:20]:
+        context.log.warning(f"{problem}; the other entries are indexed")
     if not added and not removed:
-        return dg.SkipReason(f"partitions equal the sources file ({len(configured)} sources)")
-    context.log.info(f"sources file: {len(added)} new, {len(removed)} removed")
+        return dg.SkipReason(
+            f"partitions equal the sources file and its marketplaces' plugin sources "
+            f"({len(wanted.file)} + {len(wanted.plugins)} sources)"
+        )
+    context.log.info(
+        f"sources: {len(added)} new, {len(removed)} removed "
+        f"({len(wanted.file)} in the file, {len(wanted.plugins)} plugin sources, "
+        f"{len(wanted.skipped)} entries skipped)"
+    )
     requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
     if added:
         requests.append(marketplace_sources.build_add_request(added))
@@ -74,17 +87,26 @@ def sources_sync_sensor(
 
 
 def head_queries(
-    sources_file: SourcesFileResource, head_polling: HeadPollingResource
+    sources_file: SourcesFileResource,
+    head_polling: HeadPollingResource,
+    catalog: Catalog | None = None,
 ) -> dict[str, HeadQuery]:
     """A head lookup per configured source whose entry is valid (a bad entry fails its own
     runs, not the polling of the others); the token (`head_polling.github_token`, from
-    `GITHUB_TOKEN`) goes to GitHub sources only, and only to GitHub's hosts (`HeadQuery`)."""
+    `GITHUB_TOKEN`) goes to GitHub sources only, and only to GitHub's hosts (`HeadQuery`).
+
+    With the catalog, the unpinned plugin sources of indexed marketplaces are polled too; a
+    pinned one changes only when its marketplace does, so it is never polled.
+    """
     token = head_polling.token()
+    configured = sources_file.entries().valid
+    polled = source_set(configured, catalog).sources if catalog is not None else configured
     return {
         source.key: HeadQuery(
             source.key, source.url, source.ref, token=token if source.github else None
         )
-        for source in sources_file.entries().valid
+        for source in polled
+        if not (isinstance(source, PluginSourceConfig) and source.pinned_commit)
     }
 
 
@@ -121,7 +143,7 @@ def source_heads_sensor(
     head_polling: HeadPollingResource,
 ) -> dg.SensorResult:
     # A malformed sources file fails the tick; the cursor stays where it was.
-    queries = head_queries(sources_file, head_polling)
+    queries = head_queries(sources_file, head_polling, catalog.catalog)
     order = marketplace_sources.get_partition_keys(dynamic_partitions_store=context.instance)
     outcome = poll_heads(
         order,

@@ -31,6 +31,7 @@ from skillmeat_pipeline.defs.resources import (
     SourcesFileResource,
     TelemetryResource,
 )
+from skillmeat_pipeline.lib.catalog.source_set import source_set
 from skillmeat_pipeline.lib.core.sources import SourcesFileError
 from skillmeat_pipeline.lib.scan.outcomes import (
     Current,
@@ -40,8 +41,9 @@ from skillmeat_pipeline.lib.scan.outcomes import (
     SourcePlan,
 )
 from skillmeat_pipeline.lib.scan.pipeline import (
+    SharedHeadLookups,
     Written,
-    clone,
+    clone_batch,
     read_over_api,
     resolve,
     route,
@@ -109,15 +111,16 @@ def resolve_source_heads(
     fetchers: FetchersResource,
 ) -> Iterator[dg.Output[list[Any]]]:
     """The body of `resolve_heads` for any list of sources (the batch job names its own)."""
+    store = catalog.catalog
     try:
         entries = sources_file.entries()
+        # the file's sources and the plugin sources of its indexed marketplaces (SPEC §2.1)
+        configured = source_set(entries.valid, store).by_key()
     except SourcesFileError as exc:
         raise dg.Failure(
             description=f"the sources file cannot be used, nothing was indexed: {exc}",
             allow_retries=False,
         ) from None
-    configured = {source.key: source for source in entries.valid}
-    store = catalog.catalog
     store.upsert_sources([configured[k] for k in keys if k in configured])
     run_fetchers = fetchers.fetchers
     if force:
@@ -136,7 +139,8 @@ def resolve_source_heads(
             else:
                 reason = (
                     f"source {key} is not a configured source (not in the sources file "
-                    f"{entries.origin}); nothing was fetched and its rows, if any, stay as they "
+                    f"{entries.origin}, nor listed by one of its indexed marketplaces); nothing "
+                    "was fetched and its rows, if any, stay as they "
                     "are (add it to the sources file, or let `sources sync` remove the partition)"
                 )
                 event = "source_not_configured"
@@ -145,8 +149,11 @@ def resolve_source_heads(
             )
             settled.append(Failed(source_key=key, reason=reason))
         plans = [start_plan(configured[k], store.get_source(k)) for k in keys if k in configured]
+        heads = SharedHeadLookups(run_fetchers)  # one lookup per repository and ref
         outcomes = _map_bounded(
-            lambda plan: resolve(plan, run_fetchers), plans, fetchers.max_parallel_sources
+            lambda plan: resolve(plan, run_fetchers, heads=heads),
+            plans,
+            fetchers.max_parallel_sources,
         )
         to_scan = [o for o in outcomes if isinstance(o, SourcePlan)]
         settled += [o for o in outcomes if not isinstance(o, SourcePlan)]
@@ -195,13 +202,17 @@ def clone_and_extract(
     fetchers: FetchersResource,
     plans: list,
 ):
-    """Bare depth-1 clone under a hard timeout, detection and extraction; retries then fallback."""
+    """Bare depth-1 clone under a hard timeout, detection and extraction; retries then fallback.
+
+    Each repository commit is cloned once, however many sources of the batch point at it.
+    """
     store = catalog.catalog
     with tree_in_run_log(context):
-        outcomes = _map_bounded(
-            lambda plan: clone(plan, fetchers.fetchers, store.previous_entries(plan.key)),
+        outcomes = clone_batch(
             plans,
-            fetchers.max_parallel_sources,
+            fetchers.fetchers,
+            store.previous_entries,
+            lambda function, groups: _map_bounded(function, groups, fetchers.max_parallel_sources),
         )
     ended = [o for o in outcomes if not isinstance(o, FellBack)]
     fallback = [o for o in outcomes if isinstance(o, FellBack)]

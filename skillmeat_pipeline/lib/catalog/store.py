@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from skillmeat_pipeline.lib.core.models import (
     CatalogEntry,
     SourceStatus,
 )
+from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig, SkippedEntry
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy
 
@@ -143,6 +145,11 @@ sources = sa.Table(
     # keeps an older, slower run from replacing a newer scan (`ScanSupersededError`)
     sa.Column("scan_version", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("problems", _JSON),  # the last scan's problems with the tree, outside any artifact
+    sa.Column("origin", sa.Text(), nullable=False, server_default="file"),
+    sa.Column("marketplace_key", sa.Text()),
+    sa.Column("plugin", sa.Text()),
+    sa.Column("pinned_commit", sa.Text()),
+    sa.Index("ix_sources_marketplace_key", "marketplace_key"),
 )
 
 catalog_entries = sa.Table(
@@ -200,6 +207,26 @@ push_events = sa.Table(
 
 _ENTRY_COLUMNS = [catalog_entries.c[name] for name in CatalogEntry.model_fields]
 _CONFIG_FIELDS = ("url", "github", "ref", "root_hint", "exclude", "deep_indexing")
+_ORIGIN_FIELDS = ("origin", "marketplace_key", "plugin", "pinned_commit")
+
+
+class SourceOrigin(StrEnum):
+    FILE = "file"  # declared in the sources file
+    MARKETPLACE = "marketplace"  # referenced by an entry of an indexed marketplace (SPEC §2.1)
+
+
+def _stored_fields(config: SourceConfig) -> dict[str, Any]:
+    """The columns a source's configuration sets: a change re-indexes it."""
+    fields = config.model_dump(include=set(_CONFIG_FIELDS))
+    if isinstance(config, PluginSourceConfig):
+        return fields | {
+            "origin": SourceOrigin.MARKETPLACE,
+            "marketplace_key": config.marketplace_key,
+            "plugin": config.plugin,
+            "pinned_commit": config.pinned_commit,
+        }
+    origin = {"origin": SourceOrigin.FILE, "marketplace_key": None, "plugin": None}
+    return fields | origin | {"pinned_commit": None}
 
 
 class SourceRecord(BaseModel):
@@ -226,6 +253,10 @@ class SourceRecord(BaseModel):
     removed_at: datetime | None
     scan_version: int
     problems: list[str] | None
+    origin: SourceOrigin = SourceOrigin.FILE
+    marketplace_key: str | None = None
+    plugin: str | None = None
+    pinned_commit: str | None = None
 
 
 class MarketplaceSourceResponse(BaseModel):
@@ -243,6 +274,10 @@ class MarketplaceSourceResponse(BaseModel):
     last_status: SourceStatus | None
     last_error: str | None
     api_calls: int | None
+    origin: SourceOrigin = SourceOrigin.FILE
+    marketplace: str | None = None  # the marketplace source key of a plugin source
+    plugin: str | None = None  # its entry name
+    pinned_commit: str | None = None
 
     @classmethod
     def from_record(cls, record: SourceRecord) -> MarketplaceSourceResponse:
@@ -252,6 +287,10 @@ class MarketplaceSourceResponse(BaseModel):
             url=record.url,
             github=record.github,
             ref=record.ref,
+            origin=record.origin,
+            marketplace=record.marketplace_key,
+            plugin=record.plugin,
+            pinned_commit=record.pinned_commit,
             artifacts_root=target.artifacts_root if target else None,
             artifact_count=target.artifact_count if target else None,
             indexing_strategy=target.strategy if target else None,
@@ -278,6 +317,13 @@ class SearchHit(BaseModel):
     upstream_url: str | None
     confidence: int
     score: float
+    # where a user installs it from: `plugin@marketplace` (Claude Code's name for a plugin)
+    marketplace: str | None = None
+    plugin: str | None = None
+
+    @property
+    def install_name(self) -> str | None:
+        return f"{self.plugin}@{self.marketplace}" if self.plugin and self.marketplace else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,23 +506,29 @@ class Catalog:
             stored = {
                 row.key: row
                 for row in conn.execute(
-                    sa.select(sources.c.key, sources.c.removed_at, *sources.c[_CONFIG_FIELDS])
+                    sa.select(
+                        sources.c.key,
+                        sources.c.removed_at,
+                        sources.c.last_status,
+                        *sources.c[_CONFIG_FIELDS + _ORIGIN_FIELDS],
+                    )
                 )
             }
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             for config in configs:
-                fields = config.model_dump(include=set(_CONFIG_FIELDS))
+                fields = _stored_fields(config)
                 row = stored.get(config.key)
                 if row is None:
                     inserts.append({"key": config.key, **fields})
                     continue
+                skipped = row.last_status == SourceStatus.SKIPPED
                 changed = any(getattr(row, name) != value for name, value in fields.items())
-                if not changed and row.removed_at is None:
+                if not changed and row.removed_at is None and not skipped:
                     continue
                 update = {"match_key": config.key, **fields, "last_indexed_commit_sha": None}
-                if row.removed_at is not None:
-                    update |= {"removed_at": None, "last_status": None}
+                if row.removed_at is not None or skipped:
+                    update |= {"removed_at": None, "last_status": None, "last_error": None}
                 updates.append(update)
             if inserts:
                 conn.execute(sa.insert(sources), inserts)
@@ -488,6 +540,52 @@ class Catalog:
                     # a run that read the old configuration must not store its scan
                     .values(scan_version=sources.c.scan_version + 1),
                     [u for u in updates if frozenset(u) == shape],
+                )
+
+    def upsert_skipped_sources(self, skipped: Sequence[SkippedEntry]) -> None:
+        """Store listed-but-not-fetched marketplace entries as `skipped` source rows, with why.
+
+        They have no partition; their rows say what the marketplace lists that is not indexed.
+        """
+        if not skipped:
+            return
+        rows = {
+            entry.key: _storable(
+                {
+                    "url": entry.location,
+                    "github": None,
+                    "ref": None,
+                    "root_hint": None,
+                    "exclude": [],
+                    "deep_indexing": False,
+                    "origin": SourceOrigin.MARKETPLACE,
+                    "marketplace_key": entry.marketplace_key,
+                    "plugin": entry.plugin,
+                    "pinned_commit": None,
+                    "last_status": SourceStatus.SKIPPED,
+                    "last_error": entry.reason[:MAX_ERROR_CHARS],
+                    "removed_at": None,
+                }
+            )
+            for entry in skipped
+        }
+        with self._writer.begin() as conn:
+            self._advisory_lock(conn, _SOURCES_SYNC_LOCK_ID)
+            keys = sorted(rows)
+            stored: set[str] = set()
+            for start in range(0, len(keys), 500):
+                stored.update(
+                    conn.execute(
+                        sa.select(sources.c.key).where(sources.c.key.in_(keys[start : start + 500]))
+                    ).scalars()
+                )
+            inserts = [{"key": key, **row} for key, row in rows.items() if key not in stored]
+            updates = [{"match_key": key, **row} for key, row in rows.items() if key in stored]
+            if inserts:
+                conn.execute(sa.insert(sources), inserts)
+            if updates:
+                conn.execute(
+                    sa.update(sources).where(sources.c.key == sa.bindparam("match_key")), updates
                 )
 
     def mark_sources_removed(self, keys: Iterable[str]) -> int:
@@ -781,6 +879,24 @@ class Catalog:
                 found.update({row.key: row.last_indexed_commit_sha for row in rows})
         return found
 
+    def marketplace_records(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored marketplace records of those of `keys` that are live sources from the file
+        and whose last good scan found a marketplace file."""
+        wanted = sorted(set(keys))
+        found: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                rows = conn.execute(
+                    sa.select(sources.c.key, sources.c.marketplace).where(
+                        sources.c.key.in_(wanted[start : start + 500]),
+                        sources.c.removed_at.is_(None),
+                        sources.c.origin == SourceOrigin.FILE,
+                        sources.c.marketplace.is_not(None),
+                    )
+                )
+                found.update({row.key: row.marketplace for row in rows if row.marketplace})
+        return found
+
     def source_locations(self) -> list[SourceLocation]:
         """Where every source that is not removed lives (key, url, github, ref), by key."""
         query = (
@@ -861,10 +977,18 @@ class Catalog:
             statement = sa.select(sa.func.ts_rank(vector, tsquery).label("score")).where(
                 vector.op("@@")(tsquery)
             )
-        statement = statement.add_columns(
-            *catalog_entries.c["source_key", "path", "artifact_type", "name", "title"],
-            *catalog_entries.c["description", "tags", "upstream_url", "confidence"],
-        ).where(catalog_entries.c.status != ArtifactStatus.REMOVED)
+        statement = (
+            statement.add_columns(
+                *catalog_entries.c["source_key", "path", "artifact_type", "name", "title"],
+                *catalog_entries.c["description", "tags", "upstream_url", "confidence"],
+                catalog_entries.c.plugin_path,
+                sources.c.marketplace_key,
+                sources.c.plugin,
+                sources.c.marketplace.is_not(None).label("is_marketplace"),
+            )
+            .join_from(catalog_entries, sources, sources.c.key == catalog_entries.c.source_key)
+            .where(catalog_entries.c.status != ArtifactStatus.REMOVED)
+        )
         if artifact_type is not None:
             statement = statement.where(
                 catalog_entries.c.artifact_type == ArtifactType(artifact_type)
@@ -876,7 +1000,39 @@ class Catalog:
         ).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(statement).all()
-        return [SearchHit.model_validate(row._asdict()) for row in rows]
+            owners = self._plugin_names(conn, rows)
+        hits = []
+        for row in rows:
+            fields = row._asdict()
+            if row.marketplace_key:  # an artifact of a plugin source
+                fields |= {"marketplace": row.marketplace_key, "plugin": row.plugin}
+            elif row.is_marketplace:  # one of a marketplace's own plugins, or inside one
+                own = row.name if row.artifact_type == ArtifactType.PLUGIN else None
+                plugin = own or owners.get((row.source_key, row.plugin_path))
+                fields |= {"marketplace": row.source_key if plugin else None, "plugin": plugin}
+            hits.append(SearchHit.model_validate(fields))
+        return hits
+
+    @staticmethod
+    def _plugin_names(
+        conn: Connection, rows: Sequence[Row[*tuple[Any, ...]]]
+    ) -> dict[tuple[str, str], str]:
+        """(source, plugin path) -> plugin name, for hits inside a marketplace's own plugins."""
+        wanted = {
+            (row.source_key, row.plugin_path)
+            for row in rows
+            if row.is_marketplace and not row.marketplace_key and row.plugin_path
+        }
+        if not wanted:
+            return {}
+        query = sa.select(
+            catalog_entries.c.source_key, catalog_entries.c.path, catalog_entries.c.name
+        ).where(
+            catalog_entries.c.artifact_type == ArtifactType.PLUGIN,
+            catalog_entries.c.source_key.in_(sorted({key for key, _ in wanted})),
+            catalog_entries.c.path.in_(sorted({path for _, path in wanted})),
+        )
+        return {(r.source_key, r.path): r.name for r in conn.execute(query)}
 
     # -- helpers ------------------------------------------------------------------------------
 

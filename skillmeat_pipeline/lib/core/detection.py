@@ -12,7 +12,7 @@ import hashlib
 import json
 import posixpath
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,7 @@ def detect_artifacts(
     root_hint: str | None = None,
     exclude: Sequence[str] = (),
     repo_name: str | None = None,
+    plugin_entry: Mapping[str, Any] | None = None,
 ) -> Detection:
     """Every artifact of `snapshot` under `root_hint`, outside ignored and `exclude`d paths.
 
@@ -122,8 +123,12 @@ def detect_artifacts(
     "plugins": [{"name", "source", "path", "exists"}]}]}`, one record per marketplace file (`path`
     and `exists` are None for remote sources); `Detection.symlinks` maps each in-scope symlink to
     its target as written.
+
+    `plugin_entry` is the marketplace entry of a plugin source (SPEC §2.1): the root (`root_hint`)
+    is then one `plugin` artifact, from its `plugin.json` merged with the entry's fields, or from
+    the entry alone.
     """
-    return _Detector(snapshot, root_hint, exclude, repo_name).run()
+    return _Detector(snapshot, root_hint, exclude, repo_name, plugin_entry).run()
 
 
 def _parent(path: str) -> str:
@@ -196,6 +201,7 @@ class _Detector:
     root_hint: str | None
     exclude: Sequence[str]
     repo_name: str | None
+    plugin_entry: Mapping[str, Any] | None = None
     root: str = ""
     excludes: list[_ExcludePattern] = field(default_factory=list)
     by_path: dict[str, TreeEntry] = field(default_factory=dict)
@@ -222,6 +228,8 @@ class _Detector:
         self._build_view()
         self._detect_skills()
         self._detect_plugins()
+        if self.plugin_entry is not None:
+            self._detect_entry_root(self.plugin_entry)
         self._detect_container_documents()
         self._detect_plugin_listed_agents()
         self._detect_json_artifacts()
@@ -666,6 +674,9 @@ class _Detector:
                 continue
             name, source = item.get("name"), item.get("source")
             record: dict[str, Any] = {"name": name, "source": source, "path": None, "exists": None}
+            if isinstance(source, dict):
+                # the entry of a plugin in another repository describes that plugin (§2.1)
+                record["entry"] = item
             if isinstance(source, str) and "://" not in source and not source.startswith("git@"):
                 target = posixpath.normpath(posixpath.join(base, source))
                 record["path"] = target
@@ -686,6 +697,41 @@ class _Detector:
                 "plugins": plugins,
             }
         )
+
+    def _detect_entry_root(self, entry: Mapping[str, Any]) -> None:
+        """The root of a plugin source is its plugin: `plugin.json` merged with the entry.
+
+        A `plugin.json` wins over the entry's fields (as Claude Code's strict mode reads them);
+        without one the entry is the manifest, and what it lists under `agents` is detected.
+        """
+        folder = self.root
+        signal = "marketplace_entry"
+        plugin = self.plugins.get(folder)
+        if plugin is not None:
+            artifact = plugin.artifact
+            artifact.metadata = {**_plugin_metadata(dict(entry)), **artifact.metadata}
+            artifact.signals.append(signal)
+            return
+        name = _text(entry.get("name")) or self._dir_name(folder)
+        tree_sha = self.dirs.get(folder)
+        digest = hashlib.sha1(
+            json.dumps(entry, sort_keys=True, default=str).encode() + (tree_sha or "").encode()
+        ).hexdigest()
+        artifact = self._add(
+            DetectedArtifact(
+                artifact_type=ArtifactType.PLUGIN,
+                path=_artifact_path(folder),
+                name=name,
+                content_sha=digest,
+                manifest_path=None,
+                confidence=0,
+                signals=[signal, "plugin_manifest", "valid_json"],
+                metadata=_plugin_metadata(dict(entry)),
+            )
+        )
+        if tree_sha is None:
+            artifact.problems.append(f"the entry's folder {_artifact_path(folder)} does not exist")
+        self.plugins[folder] = _Plugin(folder, name, artifact, dict(entry))
 
     def _add_entry_plugin(self, path: str, entry: dict[str, Any], folder: str) -> None:
         """A relative entry whose folder has no `plugin.json`: the entry is the plugin's manifest.

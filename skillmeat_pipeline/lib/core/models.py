@@ -48,6 +48,7 @@ class SourceStatus(StrEnum):
     # a run's end only, never stored: its scan was not written because a newer one was written
     # after the run read the catalog (the newer rows and status stay)
     SUPERSEDED = "superseded"
+    SKIPPED = "skipped"  # a marketplace entry that is listed but not fetched (npm, unknown form)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,6 +43,7 @@ from skillmeat_pipeline.lib.core.models import (
     TreeEntry,
     TreeSnapshot,
 )
+from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig, plugin_sources
 from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import SourceConfig, github_base_url
@@ -61,6 +64,7 @@ from skillmeat_pipeline.lib.core.untrusted import (
 from skillmeat_pipeline.lib.fetch.git.clone import (
     CloneError,
     CloneSettings,
+    RemoteHead,
     clone_source,
     libgit2_status,
     resolve_head,
@@ -138,6 +142,11 @@ def _ms_since(start: float) -> int:
     return round((time.monotonic() - start) * 1000)
 
 
+def pinned_commit(source: SourceConfig) -> str | None:
+    """The commit a plugin source is pinned to (its entry's `sha`), or None: follow the ref."""
+    return source.pinned_commit if isinstance(source, PluginSourceConfig) else None
+
+
 def start_plan(source: SourceConfig, record: SourceRecord | None) -> SourcePlan:
     """A source's plan from what the catalog holds of its last index.
 
@@ -157,27 +166,63 @@ def start_plan(source: SourceConfig, record: SourceRecord | None) -> SourcePlan:
 # -- step 1: resolve the head ---------------------------------------------------------------------
 
 
-def resolve(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan | Current | Failed:
+class SharedHeadLookups:
+    """Head lookups of one batch, one per repository and ref: a marketplace points many plugin
+    sources at the same few repositories. Thread-safe; a second caller waits for the first."""
+
+    def __init__(self, fetchers: Fetchers) -> None:
+        self._fetchers = fetchers
+        self._lock = threading.Lock()
+        self._lookups: dict[tuple[str, str | None, bool], Future[RemoteHead]] = {}
+
+    def __call__(self, source: SourceConfig) -> RemoteHead:
+        key = (source.url, source.ref, bool(source.github))
+        with self._lock:
+            pending = self._lookups.get(key)
+            first = pending is None
+            if pending is None:
+                pending = self._lookups[key] = Future()
+        if first:
+            try:
+                pending.set_result(
+                    resolve_head(
+                        source.url,
+                        source.ref,
+                        token=self._fetchers.token_for(source),
+                        settings=self._fetchers.settings.clone,
+                    )
+                )
+            except BaseException as exc:
+                pending.set_exception(exc)
+        return pending.result()
+
+
+def resolve(
+    plan: SourcePlan,
+    fetchers: Fetchers,
+    *,
+    heads: Callable[[SourceConfig], RemoteHead] | None = None,
+) -> SourcePlan | Current | Failed:
     """The head commit over the git protocol (no REST call): `Current` when it is indexed.
 
     A git side that cannot be reached is not fatal for a GitHub source: the reason is kept and the
-    API takes over in the later steps.
+    API takes over in the later steps. A pinned plugin source's head is its pin: nothing is asked.
+    `heads` shares lookups between the plans of a batch (`SharedHeadLookups`).
     """
     timeline = Timeline(plan.cost)
     head, unusable, lookup_error = None, None, None
+    pin = pinned_commit(plan.source)
     with timeline.phase("resolve") as phase:
         status = libgit2_status()  # logs its own warning, once per process
+        if pin is not None:
+            head = RemoteHead(ref_name=pin, commit_sha=pin)
+            phase.set(commit_sha=pin, ref="pinned")
         if not status.usable:
             unusable = f"libgit2 unusable: {status.problem}"
             phase.fail(unusable)
-        else:
+        elif head is None:
             try:
-                head = resolve_head(
-                    plan.source.url,
-                    plan.source.ref,
-                    token=fetchers.token_for(plan.source),
-                    settings=fetchers.settings.clone,
-                )
+                head = (heads or SharedHeadLookups(fetchers))(plan.source)
                 phase.set(commit_sha=head.commit_sha, ref=head.ref_name)
             except CloneError as exc:
                 phase.fail(exc)
@@ -240,11 +285,13 @@ class _ListingOnly:
 
 
 def _detect(snapshot: TreeSnapshot, source: SourceConfig) -> Detection:
+    plugin = source if isinstance(source, PluginSourceConfig) else None
     return detect_artifacts(
         snapshot,
         root_hint=source.root_hint,
         exclude=source.exclude,
         repo_name=source.github or source.key,
+        plugin_entry=(plugin.entry or {"name": plugin.plugin}) if plugin else None,
     )
 
 
@@ -272,8 +319,14 @@ def route(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan:
         if plan.previous_target is not None:
             artifact_paths = plan.previous_target.artifact_paths
             manifest_paths = plan.previous_target.patterns
-        elif source.github and plan.clone_unusable_reason is None:
+        elif (
+            source.github
+            and plan.clone_unusable_reason is None
+            and not isinstance(source, PluginSourceConfig)
+        ):
             # First index of a GitHub source: size it from the repository and one tree call.
+            # Not for plugin sources: marketplaces point many entries at the same few
+            # repositories, and one clone of a commit serves them all (`clone_together`).
             stats = fetchers.github.start_scan(source.github)
             try:
                 repo_size_mb = fetchers.github.repository(source.github, scan=stats).size / 1024
@@ -351,6 +404,7 @@ def _scanned(
     with timeline.phase("extract") as phase:
         screened = screen_snapshot(snapshot)
         detection = _detect(screened, source)
+        marketplace = _with_plugin_source_problems(plan.key, source, detection.marketplace)
         problems = record_path_problems(screened, detection) + detection.problems
         if screened.skipped:
             phase.note("paths skipped", count=len(screened.skipped))
@@ -388,12 +442,32 @@ def _scanned(
         source_key=plan.key,
         target=target,
         entries=tuple(entries),
-        marketplace=detection.marketplace,
+        marketplace=marketplace,
         previous_target=plan.previous_target,
         fallback_reason=plan.fallback_reason,
         base_version=plan.base_version,
         problems=tuple(problems),
     )
+
+
+def _with_plugin_source_problems(
+    key: str, source: SourceConfig, marketplace: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The marketplace records with the problems of their entries (invalid or duplicate names,
+    entries over the bound) recorded on them, each logged once, here where it is found."""
+    if not marketplace:
+        return marketplace
+    found = plugin_sources(source, marketplace)
+    for problem in found.problems:
+        _log(
+            logging.WARNING,
+            f"marketplace {key}: {problem}; the other entries are indexed",
+            source=key,
+            event="marketplace_entry_problem",
+        )
+    if not found.problems:
+        return marketplace
+    return {**marketplace, "problems": list(found.problems)}
 
 
 def upstream_url(source: SourceConfig, commit_sha: str) -> str | None:
@@ -414,38 +488,110 @@ def clone(
 
     A GitHub source whose clone keeps failing falls back to the API path; any other source fails.
     """
-    assert plan.selection is not None, "route the plan first"
-    source = plan.source
-    ref = plan.head.ref_name if plan.head else source.ref
-    strategy = plan.selection.selected_strategy
-    if plan.selection.fallback or strategy is Strategy.API:
-        strategy = Strategy.SPARSE_MANIFEST
-    timeline = Timeline(plan.cost)
+    return clone_together([plan], fetchers, lambda _key: previous, sleep=sleep)[0]
 
-    def attempt() -> Scanned:
+
+def fetch_key(plan: SourcePlan) -> tuple[str, str]:
+    """What a clone fetches: the repository and the commit (its head, or the plan's own key
+    when the head is unknown, so that such plans are never merged)."""
+    source = plan.source
+    if plan.head is None:
+        return (source.url, f"?{plan.key}")
+    # GitHub names are case-insensitive; other servers' paths may not be
+    where = source.github.lower() if source.github else source.url.rstrip("/").removesuffix(".git")
+    return (where, plan.head.commit_sha)
+
+
+def clone_batch(
+    plans: Sequence[SourcePlan],
+    fetchers: Fetchers,
+    previous_of: Callable[[str], Mapping[ArtifactKey, CatalogEntry]],
+    map_bounded: Callable[
+        [Callable[[list[SourcePlan]], list[Scanned | FellBack | Failed]], list[list[SourcePlan]]],
+        list[list[Scanned | FellBack | Failed]],
+    ],
+) -> list[Scanned | FellBack | Failed]:
+    """Every plan of a batch cloned, each repository commit once (SPEC §2.1): the plans that
+    share one (many git-subdir entries into one repository) are detected on one clone.
+    Outcomes come back in the order of `plans`."""
+    groups: dict[tuple[str, str], list[SourcePlan]] = {}
+    for plan in plans:
+        groups.setdefault(fetch_key(plan), []).append(plan)
+    ended = map_bounded(
+        lambda group: clone_together(group, fetchers, previous_of), list(groups.values())
+    )
+    by_key = {
+        (o.key if isinstance(o, FellBack) else o.source_key): o for group in ended for o in group
+    }
+    return [by_key[plan.key] for plan in plans]
+
+
+def clone_together(
+    plans: Sequence[SourcePlan],
+    fetchers: Fetchers,
+    previous_of: Callable[[str], Mapping[ArtifactKey, CatalogEntry]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Scanned | FellBack | Failed]:
+    """One clone of the repository commit the `plans` share, each plan detected on it.
+
+    A plan that follows a ref leads (a server may refuse fetching a commit by id; a pinned plan
+    leads only a group of pins). The leader pays the clone (its cost and metadata show the fetch);
+    the others record a shared clone of no bytes. A failure ends every plan the same way.
+    """
+    assert plans and all(p.selection is not None for p in plans), "route the plans first"
+    first = next((p for p in plans if pinned_commit(p.source) is None), plans[0])
+    source = first.source
+    pin = pinned_commit(source)
+    ref = first.head.ref_name if first.head and pin is None else source.ref
+    timelines = {plan.key: Timeline(plan.cost) for plan in plans}
+
+    def strategy_of(plan: SourcePlan) -> Strategy:
+        assert plan.selection is not None
+        if plan.selection.fallback or plan.selection.selected_strategy is Strategy.API:
+            return Strategy.SPARSE_MANIFEST
+        return plan.selection.selected_strategy
+
+    def attempt() -> list[Scanned]:
         with ExitStack() as clone_dir:  # the clone's private directory, removed on every path
-            with timeline.phase("clone") as phase:
+            with timelines[first.key].phase("clone") as phase:
                 cloned = clone_dir.enter_context(
                     clone_source(
                         source.url,
                         ref=ref,
                         token=fetchers.token_for(source),
                         settings=fetchers.settings.clone,
+                        commit=pin,
                     )
                 )
                 phase.set(commit_sha=cloned.commit_sha, bytes_fetched=cloned.bytes_fetched)
-            timeline.spend(clone_ms=cloned.clone_ms, bytes_fetched=cloned.bytes_fetched)
-            return _scanned(plan, timeline, strategy, cloned.snapshot, previous)
+            timelines[first.key].spend(clone_ms=cloned.clone_ms, bytes_fetched=cloned.bytes_fetched)
+            for plan in plans:
+                if plan is first:
+                    continue
+                with timelines[plan.key].phase("clone") as phase:
+                    phase.set(commit_sha=cloned.commit_sha, shared_with=first.key)
+            return [
+                _scanned(
+                    plan,
+                    timelines[plan.key],
+                    strategy_of(plan),
+                    cloned.snapshot,
+                    previous_of(plan.key),
+                )
+                for plan in plans
+            ]
 
     def on_retry(number: int, exc: BaseException, wait: float) -> None:
-        _log(
-            logging.WARNING,
-            f"source {plan.key}: clone failed ({exc}); retry {number} in {wait:.1f} s",
-            source=plan.key,
-            event="clone_retry",
-            retry=number,
-            wait_s=round(wait, 1),
-        )
+        for plan in plans:
+            _log(
+                logging.WARNING,
+                f"source {plan.key}: clone failed ({exc}); retry {number} in {wait:.1f} s",
+                source=plan.key,
+                event="clone_retry",
+                retry=number,
+                wait_s=round(wait, 1),
+            )
 
     try:
         scanned = call_with_retries(
@@ -457,28 +603,31 @@ def clone(
         )
     except TreeTooLargeError as exc:
         # the same tree over the API would be as large: no fallback
-        return _too_large(replace(plan, cost=timeline.cost()), exc)
+        return [_too_large(replace(p, cost=timelines[p.key].cost()), exc) for p in plans]
     except CloneError as exc:
-        spent = replace(plan, cost=timeline.cost())
-        if source.github:
-            reason = f"clone failed ({exc.reason}): {exc}"
-            _log(
-                logging.WARNING,
-                f"source {plan.key}: {reason}; {FALLBACK_NEXT}",
-                source=plan.key,
-                event="clone_fallback",
-                reason=exc.reason.value,
-            )
-            return FellBack(replace(spent, fallback_reason=reason), reason)
+        return [_clone_failed(replace(p, cost=timelines[p.key].cost()), exc) for p in plans]
+    return [replace(o, cost=timelines[o.source_key].cost()) for o in scanned]
+
+
+def _clone_failed(spent: SourcePlan, exc: CloneError) -> FellBack | Failed:
+    if spent.source.github:
+        reason = f"clone failed ({exc.reason}): {exc}"
         _log(
-            logging.ERROR,
-            f"source {plan.key}: clone failed and it has no API fallback: {exc}; {FAILURE_NEXT}",
-            source=plan.key,
-            event="clone_failed",
+            logging.WARNING,
+            f"source {spent.key}: {reason}; {FALLBACK_NEXT}",
+            source=spent.key,
+            event="clone_fallback",
             reason=exc.reason.value,
         )
-        return failed(spent, str(exc))
-    return replace(scanned, cost=timeline.cost())
+        return FellBack(replace(spent, fallback_reason=reason), reason)
+    _log(
+        logging.ERROR,
+        f"source {spent.key}: clone failed and it has no API fallback: {exc}; {FAILURE_NEXT}",
+        source=spent.key,
+        event="clone_failed",
+        reason=exc.reason.value,
+    )
+    return failed(spent, str(exc))
 
 
 # -- step 4: the GitHub API path ------------------------------------------------------------------
@@ -516,13 +665,15 @@ def read_over_api(
     except TreeTooLargeError as exc:
         return _too_large(replace(plan, cost=timeline.cost()), exc)
     except ApiError as exc:
+        pin = pinned_commit(source)
+        reason = f"pinned commit {pin} could not be read: {exc}" if pin else str(exc)
         _log(
             logging.ERROR,
-            f"source {plan.key}: the GitHub API path failed: {exc}; {FAILURE_NEXT}",
+            f"source {plan.key}: the GitHub API path failed: {reason}; {FAILURE_NEXT}",
             source=plan.key,
             event="api_failed",
         )
-        return failed(replace(plan, cost=timeline.cost()), str(exc))
+        return failed(replace(plan, cost=timeline.cost()), reason)
     return replace(scanned, cost=timeline.cost())
 
 

@@ -95,6 +95,7 @@ class CloneReason(StrEnum):
     UNAVAILABLE = "unavailable"
     REF_NOT_FOUND = "ref_not_found"
     FORBIDDEN_ADDRESS = "forbidden_address"
+    COMMIT_NOT_FOUND = "commit_not_found"
 
 
 _NEXT_STEP = {
@@ -110,6 +111,7 @@ _NEXT_STEP = {
     CloneReason.REF_NOT_FOUND: "Check the source's `ref`: it must name a branch or a tag.",
     CloneReason.FORBIDDEN_ADDRESS: "Nothing was sent to it; if it is an internal git server "
     f"you trust, list its host in {ALLOWED_PRIVATE_HOSTS}.",
+    CloneReason.COMMIT_NOT_FOUND: "Check the pinned commit (`sha` of the marketplace entry).",
 }
 
 
@@ -261,8 +263,13 @@ def clone_source(
     ref: str | None = None,
     token: Secret | None = None,
     settings: CloneSettings | None = None,
+    commit: str | None = None,
 ) -> Iterator[ClonedSource]:
     """Clone `ref` of `url` bare at depth 1 into a private temp dir, removed when the block ends.
+
+    `commit` (a full commit id) fetches exactly that commit at depth 1 instead of a ref: the
+    server must allow it (`uploadpack.allowReachableSHA1InWant` or `allowAnySHA1InWant`; GitHub
+    does); a refusal or a commit the repository does not have is `COMMIT_NOT_FOUND`.
 
     Raises `CloneError` without touching the network when libgit2 is unusable or the clone
     location has less than `min_disk_space_mb` free.
@@ -276,7 +283,9 @@ def clone_source(
     workdir = Path(tempfile.mkdtemp(prefix=clone_dir_prefix(), dir=clone_dir))
     repo: pygit2.Repository | None = None
     try:
-        reply = _execute("clone", url, ref, token, settings, settings.timeout_s, dest=workdir)
+        reply = _execute(
+            "clone", url, ref, token, settings, settings.timeout_s, dest=workdir, commit=commit
+        )
         clone_ms = round((time.monotonic() - started) * 1000)
         import pygit2
 
@@ -441,6 +450,7 @@ def _execute(
     settings: CloneSettings,
     budget_s: float,
     dest: Path | None,
+    commit: str | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + budget_s
     policy = AddressPolicy.from_env()
@@ -450,6 +460,7 @@ def _execute(
         "ref": ref,
         **token_fields(url, token, policy),
         "addresses": policy.to_json(),
+        "commit": commit,
         "dest": str(dest) if dest else None,
         "deadline": deadline,
         # the worker stops itself a little early when data is flowing, so it can still report how
@@ -626,6 +637,10 @@ class _RefusedCredentials(Exception):
     pass
 
 
+class _CommitNotFound(LookupError):
+    """A pinned commit the server did not send: missing, or fetching by id is not allowed."""
+
+
 class _RefNotFound(LookupError):
     pass
 
@@ -707,6 +722,8 @@ def _fetch(job: dict[str, Any], callbacks: pygit2.RemoteCallbacks) -> dict[str, 
     repo = pygit2.init_repository(job["dest"], bare=True)
     try:
         remote = repo.remotes.create_anonymous(job["url"])
+        if job.get("commit"):
+            return _fetch_commit(remote, job["commit"], callbacks)
         # one ref advertisement serves both the lookup and the fetch: with every pull-request ref
         # in it, it can weigh megabytes
         remote.connect(callbacks=callbacks)
@@ -721,6 +738,35 @@ def _fetch(job: dict[str, Any], callbacks: pygit2.RemoteCallbacks) -> dict[str, 
     finally:
         # the caller deletes the clone; a pack file this worker keeps open would keep its space
         repo.free()
+
+
+def _fetch_commit(
+    remote: pygit2.Remote, commit: str, callbacks: pygit2.RemoteCallbacks
+) -> dict[str, Any]:
+    import pygit2
+
+    try:
+        stats = remote.fetch([f"+{commit}:refs/pinned/{commit}"], callbacks=callbacks, depth=1)
+    except pygit2.GitError as exc:
+        # libgit2 refuses before asking when the server does not advertise fetching by id; a
+        # server that does but lacks the commit answers "not our ref" (an ERR packet)
+        message = str(exc)
+        if "cannot fetch a specific object" in message:
+            raise _CommitNotFound(
+                f"pinned commit {commit} cannot be fetched: the server does not allow fetching "
+                "a commit by id"
+            ) from None
+        if "unexpected packet" in message or "not our ref" in message:
+            raise _CommitNotFound(
+                f"pinned commit {commit} is missing from the repository"
+            ) from None
+        raise
+    return {
+        "ok": True,
+        "ref_name": commit,
+        "commit_sha": commit,
+        "received_bytes": stats.received_bytes,
+    }
 
 
 class _Guard:
@@ -834,6 +880,8 @@ def _classify(exc: Exception, guard: _Guard) -> tuple[FailureKind, CloneReason, 
         return _PERMANENT, CloneReason.NETWORK, f"the URL cannot be used ({message})"
     if isinstance(exc, _RefNotFound):
         return _PERMANENT, CloneReason.REF_NOT_FOUND, message
+    if isinstance(exc, _CommitNotFound):
+        return _PERMANENT, CloneReason.COMMIT_NOT_FOUND, message
     if isinstance(exc, pygit2.AuthError) or "authentication replays" in message:
         return _PERMANENT, CloneReason.AUTH, f"authentication failed ({message})"
     if isinstance(exc, pygit2.CertificateError):

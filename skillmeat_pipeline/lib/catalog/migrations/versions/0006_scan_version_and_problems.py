@@ -6,7 +6,7 @@ never replaces a newer scan's rows. `problems` holds what the last scan found wr
 itself (paths that cannot be indexed), outside any one artifact.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
