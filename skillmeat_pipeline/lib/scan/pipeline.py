@@ -569,11 +569,11 @@ class _ReadAhead:
 
     Twice: before detection, what a detection of the listing alone reads and what extraction of
     its artifacts would read; before extraction, what extraction of the real detection reads that
-    is not read yet. More than `archive.threshold` files at once and the repository archive is
-    read instead (once per scan; it also keeps every Markdown file and symlink in scope, which
-    covers what the listing alone cannot predict: agents listed by `plugin.json`, symlinks);
-    fewer, and they are raw reads, `raw_read_workers` at a time. Anything still missing is a raw
-    read when asked for.
+    is not read yet. When the scan's raw reads would exceed `archive.threshold`, the repository
+    archive is read instead (once per scan; it also keeps every Markdown file and symlink in
+    scope, which covers what the listing alone cannot predict: agents listed by `plugin.json`,
+    symlinks); otherwise they are raw reads, `raw_read_workers` at a time. Anything still missing
+    is a raw read when asked for.
     """
 
     def __init__(
@@ -615,7 +615,9 @@ class _ReadAhead:
 
     def _read(self, entries: list[TreeEntry]) -> None:
         missing = [e for e in entries if e.path not in self.snapshot.read_ahead]
-        if len(missing) > self.settings.archive.threshold and not self.archive_read:
+        # the threshold bounds the raw reads of the whole scan, both rounds together
+        planned = self.snapshot.stats.raw_reads + len(missing)
+        if planned > self.settings.archive.threshold and not self.archive_read:
             self.archive_read = True
             self._read_archive(missing)
             missing = [e for e in missing if e.path not in self.snapshot.read_ahead]

@@ -285,11 +285,6 @@ class _Unpacker:
             ) from None
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
-        self.members += 1
-        if self.members > self.max_members:
-            raise self.fail.refused(
-                f"holds more than {self.max_members} members, the entries of its tree"
-            )
         relative = self._relative(member.name, tar)
         kind = _kind(member)
         if kind is None:
@@ -305,6 +300,11 @@ class _Unpacker:
                     f"member {_shown(member.name)} lies below the {self._kinds[ancestor]} "
                     f"{_shown(ancestor)}"
                 )
+        self.members += 1
+        if self.members > self.max_members:
+            raise self.fail.refused(
+                f"holds more than {self.max_members} members, the entries of its tree"
+            )
         self._kinds[relative] = kind
         entry = self.wanted.get(relative)
         if entry is not None:
