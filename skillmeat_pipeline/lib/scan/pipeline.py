@@ -25,7 +25,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
-from skillmeat_pipeline.lib.core.detection import DEFAULT_IGNORED_SEGMENTS, detect_artifacts
+from skillmeat_pipeline.lib.core.detection import (
+    DEFAULT_IGNORED_SEGMENTS,
+    PLUGIN_MANIFEST_FOLDER,
+    detect_artifacts,
+)
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
@@ -75,6 +79,7 @@ from skillmeat_pipeline.lib.scan.outcomes import (
 logger = logging.getLogger(__name__)
 
 FALLBACK_NEXT = "falling back to the GitHub API"
+PLUGIN_JSON = f"{PLUGIN_MANIFEST_FOLDER}/plugin.json"
 FAILURE_NEXT = "the partition fails and its last good rows stay"
 
 
@@ -570,10 +575,10 @@ class _ReadAhead:
     Twice: before detection, what a detection of the listing alone reads and what extraction of
     its artifacts would read; before extraction, what extraction of the real detection reads that
     is not read yet. When the scan's raw reads would exceed `archive.threshold`, the repository
-    archive is read instead (once per scan; it also keeps every Markdown file and symlink in
-    scope, which covers what the listing alone cannot predict: agents listed by `plugin.json`,
-    symlinks); otherwise they are raw reads, `raw_read_workers` at a time. Anything still missing
-    is a raw read when asked for.
+    archive is read instead (once per scan; it also keeps the symlinks and the Markdown below
+    plugin folders, which covers what the listing alone cannot predict: where symlinks lead, the
+    agents a `plugin.json` lists); otherwise they are raw reads, `raw_read_workers` at a time.
+    Anything still missing is a raw read when asked for.
     """
 
     def __init__(
@@ -626,10 +631,20 @@ class _ReadAhead:
 
     def _read_archive(self, entries: list[TreeEntry]) -> None:
         key = self.plan.key
-        in_scope = [
+        # what the listing cannot predict: where symlinks lead, and the agents a `plugin.json`
+        # lists (Markdown below the plugin's folder)
+        plugins = tuple(
+            e.path[: -len(PLUGIN_JSON)]  # "" for a plugin at the root, else its folder and "/"
+            for e in self.snapshot.entries
+            if e.is_blob and (e.path == PLUGIN_JSON or e.path.endswith("/" + PLUGIN_JSON))
+        )
+        extras = [
             e
             for e in self.snapshot.entries
-            if (e.is_symlink or (e.is_blob and e.path.lower().endswith(".md")))
+            if (
+                e.is_symlink
+                or (e.is_blob and e.path.lower().endswith(".md") and e.path.startswith(plugins))
+            )
             and not DEFAULT_IGNORED_SEGMENTS.intersection(e.path.split("/"))
         ]
 
@@ -646,7 +661,7 @@ class _ReadAhead:
             self.phase.note("archive retry", error=str(exc))
 
         read = call_with_retries(
-            lambda: read_archive(self.snapshot, [*entries, *in_scope], self.settings.archive),
+            lambda: read_archive(self.snapshot, [*entries, *extras], self.settings.archive),
             policy=self.settings.archive_retries,
             # a rate limit is waited out by the caller, once, for the whole scan
             is_transient=lambda exc: (

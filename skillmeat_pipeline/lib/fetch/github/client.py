@@ -544,7 +544,11 @@ class GitHubClient:
 
     def _list_recursive(self, scan: ScanStats, repo: str, sha: str, prefix: str) -> list[_TreeItem]:
         tree = self._tree(scan, repo, sha, recursive=True)
-        items = [item.model_copy(update={"path": prefix + item.path}) for item in tree.tree]
+        items = (
+            [item.model_copy(update={"path": prefix + item.path}) for item in tree.tree]
+            if prefix
+            else tree.tree
+        )
         if not tree.truncated:
             return items
         logger.info(
