@@ -138,6 +138,7 @@ def _stats(result: Scanned) -> dict[str, Any]:
         "extract_ms": result.cost.extract_ms,
         "api_calls": result.cost.api_calls,
         "raw_reads": result.cost.raw_reads,
+        "archive_bytes": result.cost.archive_bytes,
     }
 
 
@@ -225,6 +226,7 @@ def detect(
                 "extract_ms": extract_ms,
                 "api_calls": 0,
                 "raw_reads": 0,
+                "archive_bytes": 0,
             }
         )
         numbers["total_ms"] = round((time.monotonic() - started) * 1000)

@@ -46,6 +46,7 @@ STATS_KEYS = {
     "extract_ms",
     "api_calls",
     "raw_reads",
+    "archive_bytes",
 }
 MAX_REST_CALLS = 10
 
@@ -150,10 +151,15 @@ def test_github_api_path_equals_the_clone_path_within_ten_rest_calls(servers: Se
     assert all(e["upstream_url"].startswith(tree_url) for e in api)
 
     rest, raw = servers.github.rest_calls(), servers.github.raw_calls()
-    assert len(rest) <= MAX_REST_CALLS
+    archives = servers.github.archive_calls()
+    # commit, tree, tarball: the files come from one archive, not a raw read each
+    assert len(rest) == 3 <= MAX_REST_CALLS
+    assert [c.path.split("/")[4] for c in rest] == ["commits", "git", "tarball"]
+    assert len(archives) == 1
     # what --stats reports is what the server saw
     assert stats["api_calls"] == len(rest)
-    assert stats["raw_reads"] == len(raw) > 0
+    assert stats["raw_reads"] == len(raw) == 0
+    assert 0 < stats["archive_bytes"] < stats["bytes_fetched"]
 
 
 # -- --stats ---------------------------------------------------------------------------------------
@@ -170,7 +176,7 @@ def test_stats_of_a_clone(servers: Servers):
     assert 0.5 * bundle_size < stats["bytes_fetched"] < 1.5 * bundle_size
     assert stats["clone_ms"] > 0
     assert stats["extract_ms"] >= 0
-    assert stats["api_calls"] == stats["raw_reads"] == 0
+    assert stats["api_calls"] == stats["raw_reads"] == stats["archive_bytes"] == 0
 
 
 def test_stats_of_the_api_path(servers: Servers):
@@ -180,7 +186,9 @@ def test_stats_of_the_api_path(servers: Servers):
     assert stats["strategy"] == "api"
     assert stats["commit_sha"] == servers.head_of(SMALL)
     assert 0 < stats["api_calls"] <= MAX_REST_CALLS
+    # a small source: its few files are raw reads, no archive
     assert stats["raw_reads"] > 0
+    assert stats["archive_bytes"] == 0
     assert stats["bytes_fetched"] > 0
     assert stats["clone_ms"] == 0
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import socket
+import tarfile
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import httpx
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib.core.models import TreeEntry
+from skillmeat_pipeline.lib.core.models import MODE_EXECUTABLE, TreeEntry
 from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
 from skillmeat_pipeline_tests.fixtures_github import TOKEN, layout_corpus, make_repo, open_bare
@@ -430,3 +433,108 @@ def test_close_ends_keepalive_connections_and_frees_ports(root: Path) -> None:
 def test_layout_bundle_needs_owner_plus_repo_names(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="owner\\+repo"):
         layout_bundle(tmp_path / "noplus.bundle", tmp_path)
+
+
+# -- archives -------------------------------------------------------------------------------------
+
+
+def _members(archive: bytes) -> tuple[dict[str, tarfile.TarInfo], dict[str, bytes], dict[str, str]]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        data = {m.name: tar.extractfile(m).read() for m in members.values() if m.isreg()}  # type: ignore[union-attr]
+        return members, data, dict(tar.pax_headers)
+
+
+@pytest.mark.parametrize("full_name", ["obra/superpowers", "octo/odd"])
+def test_tarball_redirects_to_an_archive_of_the_tree_like_github(
+    root: Path, http: httpx.Client, full_name: str
+) -> None:
+    bare = open_bare(root, full_name)
+    snapshot = snapshot_commit(bare)
+    sha, owner, name = snapshot.commit_sha, *full_name.split("/")
+    with GitHubEmulator(root) as emulator:
+        moved = http.get(f"{emulator.api_url}/repos/{full_name}/tarball/HEAD")
+        archive = http.get(moved.headers["location"])
+        assert moved.status_code == 302
+        assert moved.headers["location"] == (
+            f"{emulator.archive_url}/{owner}/{name}/legacy.tar.gz/{sha}"
+        )
+        assert (len(emulator.rest_calls(counted_only=True)), len(emulator.archive_calls())) == (
+            1,
+            1,
+        )
+        assert emulator.raw_calls() == []
+        assert emulator.archive_calls()[0].counted is False
+        assert emulator.rate_limit_remaining() == 59
+    folder = f"{owner}-{name}-{sha[:7]}"
+    assert archive.status_code == 200
+    assert archive.headers["content-type"] == "application/x-gzip"
+    assert archive.headers["content-disposition"] == f"attachment; filename={folder}.tar.gz"
+    members, data, pax = _members(archive.content)
+    assert pax == {"comment": sha}
+    assert members[folder].isdir()
+    assert set(members) == {folder} | {f"{folder}/{e.path}" for e in snapshot.entries}
+    for entry in snapshot.entries:
+        found = members[f"{folder}/{entry.path}"]
+        if entry.is_tree or entry.is_gitlink:
+            assert found.isdir(), entry
+        elif entry.is_symlink:
+            assert found.issym() and found.linkname.encode() == snapshot.read_blob(entry)
+        else:
+            assert data[found.name] == snapshot.read_blob(entry)
+            assert bool(found.mode & 0o111) == (entry.mode == MODE_EXECUTABLE)
+    bare.free()
+
+
+def test_private_archives_need_the_signed_link_and_unknown_refs_are_404(
+    root: Path, http: httpx.Client
+) -> None:
+    with GitHubEmulator(root, private=["octo/odd"]) as emulator:
+        anonymous = http.get(f"{emulator.api_url}/repos/octo/odd/tarball/main")
+        moved = http.get(f"{emulator.api_url}/repos/octo/odd/tarball/main", headers=AUTH)
+        signed = http.get(moved.headers["location"])
+        unsigned = http.get(moved.headers["location"].split("?")[0])
+        unknown = http.get(f"{emulator.api_url}/repos/octo/odd/tarball/no-such-ref", headers=AUTH)
+    assert anonymous.status_code == 404
+    assert moved.status_code == 302 and "?token=" in moved.headers["location"]
+    assert TOKEN not in moved.headers["location"]
+    assert (signed.status_code, unsigned.status_code, unknown.status_code) == (200, 404, 404)
+
+
+def test_archive_faults_statuses_cuts_endless_streams_and_own_bytes(
+    root: Path, http: httpx.Client
+) -> None:
+    with GitHubEmulator(root) as emulator:
+        url = http.get(f"{emulator.api_url}/repos/octo/odd/tarball/main").headers["location"]
+        whole = http.get(url).content
+
+        emulator.inject_fault("octo/odd", 503, host="archive", times=1)
+        statuses = [http.get(url).status_code for _ in range(2)]
+
+        emulator.inject_fault("octo/odd", host="archive", stream="cut", times=1)
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.get(url)
+
+        emulator.inject_fault("octo/odd", host="archive", stream="endless", times=1)
+        start = b""
+        with httpx.Client(timeout=5) as client, client.stream("GET", url) as endless:
+            for chunk in endless.iter_raw():
+                start += chunk
+                if len(start) > 4 * tarfile.BLOCKSIZE:
+                    break
+        assert endless.status_code == 200
+
+        emulator.inject_fault("octo/odd", host="archive", body=b"not a tarball", times=1)
+        own = http.get(url).content
+        again = http.get(url).content
+        # faults are for the archive host only; the REST host still answers
+        assert http.get(f"{emulator.api_url}/repos/octo/odd").status_code == 200
+    assert statuses == [503, 200]
+    assert (own, again) == (b"not a tarball", whole)
+    # the endless archive is a valid start of a stream that never ends: a file of 1 TiB
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    unpacked = inflate.decompress(start)
+    assert not inflate.eof
+    assert b"octo-odd-" in unpacked and b"size=1099511627776" in unpacked
+    with pytest.raises(ValueError, match="archive host"):
+        GitHubEmulator(root).inject_fault("octo/odd", host="raw", stream="cut")

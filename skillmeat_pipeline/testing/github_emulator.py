@@ -5,10 +5,13 @@ serves, so a source can be cloned and read over the API from one set of reposito
 modes and bytes come straight from the object databases with pygit2, so the API answers agree with
 `snapshot_commit`.
 
-Two loopback servers on ephemeral ports: `api_url` (api.github.com) and `raw_url`
-(raw.githubusercontent.com, a separate host on GitHub too). Rate limits, ETags, 304s, redirects,
-bad credentials, truncated trees and injected faults behave the way GitHub documents them; every
-request lands in a thread-safe call log (never with the token).
+Three loopback servers on ephemeral ports: `api_url` (api.github.com), `raw_url`
+(raw.githubusercontent.com, a separate host on GitHub too) and `archive_url` (codeload.github.com,
+where `GET /repos/{owner}/{repo}/tarball/{ref}` redirects to: a gzipped tar of the commit below one
+folder `{owner}-{repo}-{short sha}`, built the way `git archive` builds it). Rate limits, ETags,
+304s, redirects, bad credentials, truncated trees and injected faults (statuses, and for archives a
+stream cut in the middle, a stream that never ends, or bytes of the test's own) behave the way
+GitHub documents them; every request lands in a thread-safe call log (never with the token).
 """
 
 from __future__ import annotations
@@ -16,12 +19,19 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
+import io
 import json
+import logging
 import re
+import secrets
 import socket
+import sys
+import tarfile
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +48,11 @@ from skillmeat_pipeline.lib.core.models import MODE_GITLINK, MODE_SYMLINK, MODE_
 from skillmeat_pipeline.lib.services.http import BackgroundHTTPServer, ThreadedHTTPServer
 from skillmeat_pipeline.testing.git_server import add_repository
 
-HostKind = Literal["rest", "raw"]
+logger = logging.getLogger(__name__)
+
+HostKind = Literal["rest", "raw", "archive"]
+# how an archive answer goes wrong: cut half way through, or trickling for ever
+StreamFault = Literal["cut", "endless"]
 # request headers: `http.client.HTTPMessage` from a handler, a plain mapping in a test
 _Headers = Mapping[str, str] | Message
 
@@ -52,6 +66,11 @@ _DOCS = "https://docs.github.com/rest"
 _RATE_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 _JSON = "application/json; charset=utf-8"
 _HEX_SHA = re.compile(r"[0-9a-fA-F]{7,40}")
+_ARCHIVE_CHUNK = 64 * 1024
+# an endless archive sends a little every this many seconds until the client or close() ends it
+_TRICKLE_S = 0.05
+_TRICKLE_MAX_S = 600.0
+_ARCHIVE_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +121,8 @@ class _Reply:
     content_type: str = _JSON
     headers: dict[str, str] = field(default_factory=dict)
     etag: str | None = None
+    # a body sent as it is produced (chunked), instead of `body`; raising `_Cut` cuts it there
+    chunks: Iterator[bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -109,6 +130,12 @@ class _Fault:
     status: int
     remaining: int | None  # None: until cleared
     host: HostKind
+    stream: StreamFault | None = None
+    body: bytes | None = None  # archive host: these bytes instead of the archive
+
+
+class _Cut(Exception):
+    """Raised by a reply's `chunks` to end the connection without finishing the body."""
 
 
 class _HttpError(Exception):
@@ -185,6 +212,46 @@ def layout_bundle(bundle: str | Path, root: str | Path) -> Path:
     return target if target.exists() else add_repository(root, f"{owner}/{name}", bundle)
 
 
+class _Sink:
+    """What `tarfile` writes, gzipped at `gzip -n`'s level (what `git archive` pipes it through)
+    and collected until the next chunk is sent."""
+
+    def __init__(self) -> None:
+        self._deflate = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        compressed = self._deflate.compress(data)
+        self._parts.append(compressed)
+        self.size += len(compressed)
+        return len(data)
+
+    def take(self, *, last: bool = False) -> bytes:
+        if last:
+            self._parts.append(self._deflate.flush())
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self.size = 0
+        return data
+
+
+def _member(name: str, kind: bytes, mode: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.mode = mode
+    info.mtime = mtime
+    info.uname = info.gname = "root"
+    return info
+
+
+def _cut_after(data: bytes) -> Iterator[bytes]:
+    """`data`, then the connection is cut as if the server went away."""
+    for start in range(0, len(data), _ARCHIVE_CHUNK):
+        yield data[start : start + _ARCHIVE_CHUNK]
+    raise _Cut
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # an idle keep-alive connection must not pin a server thread forever
@@ -205,8 +272,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadedHTTPServer["_Host"]):
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ARG002
+        # a client that stopped reading (an archive it refused, a deadline) is routine here
+        if isinstance(sys.exc_info()[1], OSError):
+            logger.debug("GitHub emulator: client %s went away", client_address)
+        else:
+            logger.error("GitHub emulator: request from %s failed", client_address, exc_info=True)
+
+
 class _Host(BackgroundHTTPServer):
-    """One of the emulator's two hosts: the REST API or the raw-content host."""
+    """One of the emulator's hosts: the REST API, the raw-content host or the archive host."""
+
+    server_class = _Server
 
     def __init__(self, emulator: GitHubEmulator, kind: HostKind, host: str) -> None:
         # poll_interval_s: how long close() waits for the accept loop to notice
@@ -268,6 +346,13 @@ class GitHubEmulator:
         self._secondary: list[tuple[int, int]] = []
         self._closing = threading.Event()
         self._hosts: dict[HostKind, _Host] = {}
+        self._in_flight: dict[HostKind, int] = {}
+        self._max_in_flight: dict[HostKind, int] = {}
+        self._connections: dict[HostKind, set[tuple[str, int]]] = {}
+        # signs the archive links of private repositories, like GitHub's short-lived `token=`
+        self._archive_key = secrets.token_bytes(16)
+        # archives already built, by (repository folder, commit): GitHub caches them too
+        self._archives: OrderedDict[tuple[Path, str], bytes] = OrderedDict()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -288,7 +373,7 @@ class GitHubEmulator:
             return
         self._closing.clear()
         try:
-            for kind in ("rest", "raw"):
+            for kind in ("rest", "raw", "archive"):
                 self._hosts[kind] = _Host(self, kind, self._host).start()
         except BaseException:
             self.close()
@@ -315,6 +400,10 @@ class GitHubEmulator:
     def raw_url(self) -> str:
         return self._url("raw")
 
+    @property
+    def archive_url(self) -> str:
+        return self._url("archive")
+
     # -- what tests look at and control ------------------------------------------------------------
 
     @property
@@ -325,12 +414,28 @@ class GitHubEmulator:
     def clear_calls(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._max_in_flight.clear()
+            self._connections.clear()
 
     def rest_calls(self, *, counted_only: bool = False) -> list[CallRecord]:
         return [c for c in self.calls if c.host == "rest" and (c.counted or not counted_only)]
 
     def raw_calls(self) -> list[CallRecord]:
         return [c for c in self.calls if c.host == "raw"]
+
+    def archive_calls(self) -> list[CallRecord]:
+        """Requests to the archive host (what a tarball request redirects to)."""
+        return [c for c in self.calls if c.host == "archive"]
+
+    def max_in_flight(self, host: HostKind) -> int:
+        """The most requests `host` was answering at one moment since the last `clear_calls`."""
+        with self._lock:
+            return self._max_in_flight.get(host, 0)
+
+    def connection_count(self, host: HostKind) -> int:
+        """How many client connections (address, port) sent requests to `host`."""
+        with self._lock:
+            return len(self._connections.get(host, ()))
 
     def rate_limit_remaining(self, token: str | None = None) -> int:
         with self._lock:
@@ -347,11 +452,26 @@ class GitHubEmulator:
                 bucket.reset_at = time.time() + reset_in_s
 
     def inject_fault(
-        self, repo: str, status: int = 500, *, times: int | None = None, host: HostKind = "rest"
+        self,
+        repo: str,
+        status: int = 500,
+        *,
+        times: int | None = None,
+        host: HostKind = "rest",
+        stream: StreamFault | None = None,
+        body: bytes | None = None,
     ) -> None:
-        """Answer requests for `repo` on `host` with `status` (`times` times, or until cleared)."""
+        """Answer requests for `repo` on `host` with `status` (`times` times, or until cleared).
+
+        On the archive host, `stream="cut"` sends half of the archive and closes the connection,
+        `stream="endless"` sends the start of an archive and then a few bytes at a time for ever
+        (until the client goes away or the emulator closes), and `body` is sent instead of the
+        archive (a test's own tarball); `status` is ignored then.
+        """
+        if (stream is not None or body is not None) and host != "archive":
+            raise ValueError("stream faults and bodies are for the archive host")
         with self._lock:
-            self._faults[repo.lower()] = _Fault(status, times, host)
+            self._faults[repo.lower()] = _Fault(status, times, host, stream, body)
 
     def inject_secondary_rate_limit(
         self, retry_after_s: int, *, times: int = 1, status: int = 429
@@ -374,6 +494,17 @@ class GitHubEmulator:
     # -- request handling --------------------------------------------------------------------------
 
     def _handle(self, handler: _Handler, kind: HostKind) -> None:
+        with self._lock:
+            self._in_flight[kind] = self._in_flight.get(kind, 0) + 1
+            self._max_in_flight[kind] = max(self._max_in_flight.get(kind, 0), self._in_flight[kind])
+            self._connections.setdefault(kind, set()).add(handler.client_address[:2])
+        try:
+            self._answer(handler, kind)
+        finally:
+            with self._lock:
+                self._in_flight[kind] -= 1
+
+    def _answer(self, handler: _Handler, kind: HostKind) -> None:
         if self.delay_s:
             # a slow server, not synchronisation: close() cuts the wait short
             self._closing.wait(self.delay_s)
@@ -381,8 +512,10 @@ class GitHubEmulator:
         token = _token_of(handler.headers.get("Authorization"))
         if kind == "rest":
             reply, counted, repo = self._rest(split.path, split.query, token, handler.headers)
-        else:
+        elif kind == "raw":
             reply, counted, repo = self._raw(split.path, token, handler.headers)
+        else:
+            reply, counted, repo = self._archive(split.path, split.query, token)
         record = CallRecord(
             kind,
             handler.command,
@@ -401,12 +534,33 @@ class GitHubEmulator:
             headers["ETag"] = reply.etag
         if reply.status != 304:
             headers["Content-Type"] = reply.content_type
-        headers["Content-Length"] = str(len(reply.body))
+        if reply.chunks is not None:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(len(reply.body))
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        if reply.body:
+        if reply.chunks is not None:
+            self._send_chunks(handler, reply.chunks)
+        elif reply.body:
             handler.wfile.write(reply.body)
+
+    @staticmethod
+    def _send_chunks(handler: _Handler, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                if chunk:
+                    handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    handler.wfile.flush()
+            handler.wfile.write(b"0\r\n\r\n")
+        except (_Cut, OSError):
+            # cut on purpose, or the client went away: the connection cannot carry another answer
+            handler.close_connection = True
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
 
     def _bucket(self, identity: str | None) -> _Bucket:
         # caller holds the lock
@@ -559,9 +713,12 @@ class GitHubEmulator:
             if rest[0] == "contents":
                 ref = query.get("ref", [None])[0]
                 return self._contents(repo, git, "/".join(rest[1:]).strip("/"), ref)
+            if rest[0] == "tarball":
+                return self._tarball_redirect(repo, git, "/".join(rest[1:]))
         raise _not_found()
 
-    def _apply_faults(self, repo: _Repo, host: HostKind, path: str) -> None:
+    def _apply_faults(self, repo: _Repo, host: HostKind, path: str) -> _Fault | None:
+        """Raise the status fault injected for `repo` on `host`; return a stream or body fault."""
         with self._lock:
             location = self._redirects.get(repo.full_name.lower()) if host == "rest" else None
             fault = self._faults.get(repo.full_name.lower())
@@ -576,13 +733,14 @@ class GitHubEmulator:
             reply = _json_reply(302, {"message": "Found", "documentation_url": _DOCS})
             reply.headers["Location"] = location + path
             raise _HttpError(reply)
-        if fault is not None:
-            if host == "raw":
-                raise _HttpError(_Reply(fault.status, b"Server Error", "text/plain"))
-            message = {502: "Server Error", 503: "Service Unavailable"}.get(
-                fault.status, "Internal Server Error"
-            )
-            raise _error(fault.status, message)
+        if fault is None or fault.stream is not None or fault.body is not None:
+            return fault
+        if host != "rest":
+            raise _HttpError(_Reply(fault.status, b"Server Error", "text/plain"))
+        message = {502: "Server Error", 503: "Service Unavailable"}.get(
+            fault.status, "Internal Server Error"
+        )
+        raise _error(fault.status, message)
 
     # -- REST resources ----------------------------------------------------------------------------
 
@@ -834,6 +992,154 @@ class GitHubEmulator:
 
     def _listing(self, repo: _Repo, tree: Any, prefix: str, ref: str) -> list[dict[str, Any]]:
         return [self._item_json(repo, obj, prefix + _json_name(obj), ref) for obj in tree]
+
+    # -- archives ----------------------------------------------------------------------------------
+
+    def _archive_token(self, repo: _Repo, sha: str) -> str:
+        message = f"{repo.full_name.lower()}@{sha}".encode()
+        return hmac.new(self._archive_key, message, hashlib.sha256).hexdigest()[:40]
+
+    def _tarball_redirect(self, repo: _Repo, git: pygit2.Repository, ref: str) -> _Reply:
+        """`GET /repos/{o}/{r}/tarball/{ref}`: 302 to the archive host, as GitHub answers."""
+        spec = ref or self._repository_json(repo, git)["default_branch"]
+        commit = self._commit_of(git, spec)
+        if commit is None:
+            docs = f"{_DOCS}/repos/contents#download-a-repository-archive-tar"
+            raise _error(404, "Not Found", docs)
+        sha = str(commit.id)
+        location = f"{self.archive_url}/{quote(repo.owner)}/{quote(repo.name)}/legacy.tar.gz/{sha}"
+        if repo.full_name.lower() in self._private:
+            # GitHub signs the archive link of a private repository with a short-lived token
+            location += f"?token={self._archive_token(repo, sha)}"
+        reply = _Reply(302, b"", "text/html; charset=utf-8")
+        reply.headers["Location"] = location
+        return reply
+
+    def _archive(self, path: str, query: str, token: str | None) -> tuple[_Reply, bool, str | None]:
+        """`/{owner}/{repo}/legacy.tar.gz/{ref}` on the archive host; never a REST call."""
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        not_found = _Reply(404, b"404: Not Found", "text/plain; charset=utf-8")
+        if len(parts) < 4 or parts[2] != "legacy.tar.gz":
+            return not_found, False, None
+        owner, name, ref = parts[0], parts[1], "/".join(parts[3:])
+        valid_token = token is not None and (self._tokens is None or token in self._tokens)
+        try:
+            repo = self._lookup(owner, name, True)
+        except _HttpError:
+            return not_found, False, None
+        with _open(repo) as git:
+            commit = self._commit_of(git, ref)
+            sha = str(commit.id) if commit is not None else ""
+        signed = parse_qs(query).get("token", [""])[0]
+        if commit is None or (
+            repo.full_name.lower() in self._private
+            and not valid_token
+            and not hmac.compare_digest(signed, self._archive_token(repo, sha))
+        ):
+            return not_found, False, None
+        try:
+            fault = self._apply_faults(repo, "archive", path)
+        except _HttpError as error:
+            return error.reply, False, repo.full_name
+        root = f"{repo.owner}-{repo.name}-{sha[:7]}"
+        reply = _Reply(200, content_type="application/x-gzip")
+        reply.headers["Content-Disposition"] = f"attachment; filename={root}.tar.gz"
+        if fault is not None and fault.body is not None:
+            reply.body = fault.body
+        elif fault is not None and fault.stream == "cut":
+            whole = b"".join(self._archive_chunks(repo, sha, root))
+            reply.chunks = _cut_after(whole[: len(whole) // 2])
+        elif fault is not None and fault.stream == "endless":
+            reply.chunks = self._endless_tarball(root, sha)
+        else:
+            reply.chunks = self._archive_chunks(repo, sha, root)
+        return reply, False, repo.full_name
+
+    def _archive_chunks(self, repo: _Repo, sha: str, root: str) -> Iterator[bytes]:
+        """The archive from the cache, or built while it is sent and then cached."""
+        key = (repo.path, sha)
+        with self._lock:
+            cached = self._archives.get(key)
+            if cached is not None:
+                self._archives.move_to_end(key)
+        if cached is not None:
+            for start in range(0, len(cached), _ARCHIVE_CHUNK):
+                yield cached[start : start + _ARCHIVE_CHUNK]
+            return
+        built: list[bytes] = []
+        for chunk in self._tarball(repo, sha, root):
+            built.append(chunk)
+            yield chunk
+        whole = b"".join(built)
+        with self._lock:
+            self._archives[key] = whole
+            while sum(len(v) for v in self._archives.values()) > _ARCHIVE_CACHE_BYTES:
+                self._archives.popitem(last=False)
+
+    def _tarball(self, repo: _Repo, sha: str, root: str) -> Iterator[bytes]:
+        """The gzipped tar `git archive` makes of commit `sha`, produced while it is sent.
+
+        A pax global header holds the commit id; every tree entry is a member below `root/`, in
+        the tree's own depth-first order: folders (and submodules, as empty folders), files with
+        their executable bit, symlinks as symlink members.
+        """
+        sink = _Sink()
+        with _open(repo) as git:
+            commit = git[sha].peel(pygit2.Commit)
+            mtime = commit.commit_time
+            with tarfile.open(
+                fileobj=sink,  # type: ignore[arg-type]  # stream mode only calls write()
+                mode="w|",
+                format=tarfile.PAX_FORMAT,
+                pax_headers={"comment": sha},
+                encoding="utf-8",
+                errors="surrogateescape",
+            ) as tar:
+                tar.addfile(_member(root, tarfile.DIRTYPE, 0o755, mtime))
+                stack: list[tuple[str, Any]] = [(root + "/", iter(commit.tree))]
+                while stack:
+                    prefix, children = stack[-1]
+                    obj = next(children, None)
+                    if obj is None:
+                        stack.pop()
+                        continue
+                    mode = int(obj.filemode)
+                    name = prefix + obj.name
+                    if mode in (MODE_TREE, MODE_GITLINK):
+                        tar.addfile(_member(name, tarfile.DIRTYPE, 0o755, mtime))
+                        if mode == MODE_TREE:
+                            stack.append((name + "/", iter(obj)))
+                    elif mode == MODE_SYMLINK:
+                        info = _member(name, tarfile.SYMTYPE, 0o777, mtime)
+                        info.linkname = obj.data.decode("utf-8", "surrogateescape")
+                        tar.addfile(info)
+                    else:
+                        data = obj.data
+                        info = _member(name, tarfile.REGTYPE, mode & 0o777, mtime)
+                        info.size = len(data)
+                        tar.addfile(info, io.BytesIO(data))
+                    if sink.size >= _ARCHIVE_CHUNK:
+                        yield sink.take()
+        yield sink.take(last=True)
+
+    def _endless_tarball(self, root: str, sha: str) -> Iterator[bytes]:
+        """The start of an archive whose one file is larger than anything, sent a little at a
+        time until the client goes away or the emulator closes."""
+        header = io.BytesIO()
+        with tarfile.open(
+            fileobj=header, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": sha}
+        ) as tar:
+            tar.addfile(_member(root, tarfile.DIRTYPE, 0o755, 0))
+            info = _member(f"{root}/endless", tarfile.REGTYPE, 0o644, 0)
+            info.size = 1 << 40
+            tar.addfile(info)
+        # the zero blocks that close this tar are only the first bytes of the file's data
+        deflate = zlib.compressobj(wbits=16 + zlib.MAX_WBITS)
+        yield deflate.compress(header.getvalue()) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        for _ in range(int(_TRICKLE_MAX_S / _TRICKLE_S)):
+            if self._closing.wait(_TRICKLE_S):
+                return
+            yield deflate.compress(bytes(tarfile.BLOCKSIZE)) + deflate.flush(zlib.Z_SYNC_FLUSH)
 
     # -- raw host ----------------------------------------------------------------------------------
 

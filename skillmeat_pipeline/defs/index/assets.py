@@ -254,6 +254,7 @@ def partition_metadata(written: Written) -> dict[str, Any]:
         "total_ms": round(cost.busy_ns() / 1e6),
         "api_calls": cost.api_calls,
         "raw_reads": cost.raw_reads,
+        "archive_bytes": cost.archive_bytes,
         "bytes_fetched": cost.bytes_fetched,
         "strategy": dg.MetadataValue.text(outcome.strategy.value if outcome.strategy else "none"),
         "fallback_reason": dg.MetadataValue.text(outcome.fallback_reason or "none"),

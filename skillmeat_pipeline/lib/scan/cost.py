@@ -46,6 +46,7 @@ class ScanCost:
 
     api_calls: int = 0
     raw_reads: int = 0
+    archive_bytes: int = 0  # repository archive bytes received on the API path, in bytes_fetched
     bytes_fetched: int = 0
     clone_ms: int = 0
     extract_ms: int = 0
@@ -65,6 +66,7 @@ class ScanCost:
         *,
         api_calls: int = 0,
         raw_reads: int = 0,
+        archive_bytes: int = 0,
         bytes_fetched: int = 0,
         clone_ms: int = 0,
         extract_ms: int = 0,
@@ -77,6 +79,7 @@ class ScanCost:
             self,
             api_calls=self.api_calls + api_calls,
             raw_reads=self.raw_reads + raw_reads,
+            archive_bytes=self.archive_bytes + archive_bytes,
             bytes_fetched=self.bytes_fetched + bytes_fetched,
             clone_ms=self.clone_ms + clone_ms,
             extract_ms=self.extract_ms + extract_ms,

@@ -34,7 +34,11 @@ from skillmeat_pipeline.lib.catalog.store import (
     StaleHeadError,
     UnknownSourceError,
 )
-from skillmeat_pipeline.lib.core.detection import detect_artifacts
+from skillmeat_pipeline.lib.core.detection import (
+    DEFAULT_IGNORED_SEGMENTS,
+    PLUGIN_MANIFEST_FOLDER,
+    detect_artifacts,
+)
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
@@ -65,12 +69,15 @@ from skillmeat_pipeline.lib.fetch.git.clone import (
     CloneError,
     CloneSettings,
     RemoteHead,
+    _env_number,
     clone_source,
     libgit2_status,
     resolve_head,
 )
+from skillmeat_pipeline.lib.fetch.github.archive import MB, ArchiveSettings, read_archive
 from skillmeat_pipeline.lib.fetch.github.client import (
     ApiError,
+    ApiTreeSnapshot,
     GitHubClient,
     RateLimited,
     ScanStats,
@@ -90,6 +97,7 @@ from skillmeat_pipeline.lib.scan.outcomes import (
 logger = logging.getLogger(__name__)
 
 FALLBACK_NEXT = "falling back to the GitHub API"
+PLUGIN_JSON = f"{PLUGIN_MANIFEST_FOLDER}/plugin.json"
 FAILURE_NEXT = "the partition fails and its last good rows stay"
 
 
@@ -105,13 +113,46 @@ class ScanSettings:
     # a rate limit that resets sooner than this is waited out; a later one fails the source
     max_rate_limit_wait_s: float = 60.0
     force: bool = False  # re-index even when the head is the indexed commit
+    # the API path: the archive above `archive.threshold` planned reads, else this many raw reads
+    # at a time
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    raw_read_workers: int = 8
+    # each archive attempt is one REST call: 2 for the tree + 3 stays far below the budget of 10
+    archive_retries: BackoffPolicy = field(
+        default_factory=lambda: BackoffPolicy(max_attempts=3, base_delay_s=1.0, max_delay_s=10.0)
+    )
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ScanSettings:
-        raw = os.environ.get("SKILLMEAT_MAX_CLONE_MB", "").strip()
+        """`SKILLMEAT_MAX_CLONE_MB`, the clone's variables and the archive's:
+        `SKILLMEAT_ARCHIVE_THRESHOLD`, `SKILLMEAT_ARCHIVE_TIMEOUT_SECONDS` (default: the clone's
+        `CLONE_TIMEOUT_SECONDS`) and `SKILLMEAT_MAX_ARCHIVE_MB`."""
+        env = os.environ
+        raw = env.get("SKILLMEAT_MAX_CLONE_MB", "").strip()
+        clone = CloneSettings.from_env()
+        defaults = ArchiveSettings()
+        archive = ArchiveSettings(
+            threshold=_env_number(
+                env, "SKILLMEAT_ARCHIVE_THRESHOLD", int, defaults.threshold, allow_zero=True
+            ),
+            timeout_s=_env_number(
+                env, "SKILLMEAT_ARCHIVE_TIMEOUT_SECONDS", float, clone.timeout_s, allow_zero=False
+            ),
+            max_bytes=round(
+                _env_number(
+                    env,
+                    "SKILLMEAT_MAX_ARCHIVE_MB",
+                    float,
+                    defaults.max_bytes / MB,
+                    allow_zero=False,
+                )
+                * MB
+            ),
+        )
         settings = cls(
-            clone=CloneSettings.from_env(),
+            clone=clone,
             max_clone_mb=float(raw) if raw else DEFAULT_MAX_CLONE_MB,
+            archive=archive,
         )
         return replace(settings, **overrides)
 
@@ -269,18 +310,21 @@ def resolve(
 
 
 class _ListingOnly:
-    """A snapshot that answers every read with nothing: counts artifacts from paths alone.
+    """A snapshot that answers every read with nothing, noting what was asked for.
 
-    Used to size a first index of a GitHub source from one tree call without reading any blob;
-    JSON-declared artifacts (MCP servers, inline hooks) are not counted, so the count is a floor.
+    Used to size a first index of a GitHub source from one tree call without reading any blob
+    (JSON-declared artifacts, MCP servers and inline hooks, are not counted, so the count is a
+    floor), and to find what a scan over the API will read before it reads it (`_ReadAhead`).
     """
 
     def __init__(self, snapshot: TreeSnapshot) -> None:
         self.commit_sha = snapshot.commit_sha
         self.tree_sha = snapshot.tree_sha
         self.entries = snapshot.entries
+        self.asked: dict[str, TreeEntry] = {}
 
-    def read_blob(self, entry: TreeEntry) -> bytes:  # noqa: ARG002 (a listing reads nothing)
+    def read_blob(self, entry: TreeEntry) -> bytes:
+        self.asked.setdefault(entry.path, entry)
         return b""
 
 
@@ -303,6 +347,7 @@ def _spend_api(timeline: Timeline, stats: ScanStats) -> None:
     timeline.spend(
         api_calls=stats.rest_calls,
         raw_reads=stats.raw_reads,
+        archive_bytes=stats.archive_bytes,
         bytes_fetched=stats.bytes_fetched,
         responses=stats.responses,
     )
@@ -393,17 +438,21 @@ def _scanned(
     strategy: Strategy,
     snapshot: TreeSnapshot,
     previous: Mapping[ArtifactKey, CatalogEntry],
+    read_ahead: Callable[[Detection], None] | None = None,
 ) -> Scanned:
     """Detection and extraction of a fetched tree, as the outcome of `plan` (cost added later).
 
     Paths that cannot be indexed are left out first (`screen_snapshot`); each is a problem of the
     skill or plugin folder that holds it, or of the source, and the rest is indexed.
+    `read_ahead` is given the detection before extraction reads anything.
     """
     started = time.monotonic()
     source = plan.source
     with timeline.phase("extract") as phase:
         screened = screen_snapshot(snapshot)
         detection = _detect(screened, source)
+        if read_ahead is not None:
+            read_ahead(detection)
         marketplace = _with_plugin_source_problems(plan.key, source, detection.marketplace)
         problems = record_path_problems(screened, detection) + detection.problems
         if screened.skipped:
@@ -640,7 +689,7 @@ def read_over_api(
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Scanned | Failed:
-    """Tree and manifests over REST and raw reads, within the scan's call budget.
+    """Tree over REST, files from the archive or raw reads (`_ReadAhead`), within the budget.
 
     A rate limit that resets within `max_rate_limit_wait_s` is waited out once.
     """
@@ -704,7 +753,11 @@ def _read_with_one_wait(
         stats = fetchers.github.start_scan(repo)
         try:
             snapshot = fetchers.github.fetch_snapshot(repo, ref, scan=stats)
-            return _scanned(plan, timeline, Strategy.API, snapshot, previous)
+            reader = _ReadAhead(plan, fetchers, snapshot, previous, phase, sleep)
+            reader.before_detection()
+            return _scanned(
+                plan, timeline, Strategy.API, snapshot, previous, reader.before_extraction
+            )
         except RateLimited as exc:
             if attempt or exc.retry_after_s > fetchers.settings.max_rate_limit_wait_s:
                 raise
@@ -723,8 +776,125 @@ def _read_with_one_wait(
             phase.set(
                 api_calls=int(phase.attributes.get("api_calls") or 0) + stats.rest_calls,
                 raw_reads=int(phase.attributes.get("raw_reads") or 0) + stats.raw_reads,
+                archive_bytes=int(phase.attributes.get("archive_bytes") or 0) + stats.archive_bytes,
             )
     raise AssertionError("unreachable: the loop returns or raises")
+
+
+class _ReadAhead:
+    """Reads the files a scan over the API will ask for before it asks, from memory afterwards.
+
+    Twice: before detection, what a detection of the listing alone reads and what extraction of
+    its artifacts would read; before extraction, what extraction of the real detection reads that
+    is not read yet. When the scan's raw reads would exceed `archive.threshold`, the repository
+    archive is read instead (once per scan; it also keeps the symlinks and the Markdown below
+    plugin folders, which covers what the listing alone cannot predict: where symlinks lead, the
+    agents a `plugin.json` lists); otherwise they are raw reads, `raw_read_workers` at a time.
+    Anything still missing is a raw read when asked for.
+    """
+
+    def __init__(
+        self,
+        plan: SourcePlan,
+        fetchers: Fetchers,
+        snapshot: ApiTreeSnapshot,
+        previous: Mapping[ArtifactKey, CatalogEntry],
+        phase: OpenPhase,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self.plan = plan
+        self.settings = fetchers.settings
+        self.snapshot = snapshot
+        self.previous = previous
+        self.phase = phase
+        self.sleep = sleep
+        self.archive_read = False
+
+    def before_detection(self) -> None:
+        listing = _ListingOnly(self.snapshot)
+        self._asked_by_extraction(listing, _detect(listing, self.plan.source))
+        self._read(list(listing.asked.values()))
+
+    def before_extraction(self, detection: Detection) -> None:
+        listing = _ListingOnly(self.snapshot)
+        self._asked_by_extraction(listing, detection)
+        self._read(list(listing.asked.values()))
+
+    def _asked_by_extraction(self, listing: _ListingOnly, detection: Detection) -> None:
+        # what extraction reads depends on the detection and `previous`, not on file contents
+        extract_catalog_entries(
+            listing,
+            detection,
+            source_key=self.plan.key,
+            deep_indexing=self.plan.source.deep_indexing,
+            previous=self.previous,
+        )
+
+    def _read(self, entries: list[TreeEntry]) -> None:
+        missing = [e for e in entries if e.path not in self.snapshot.read_ahead]
+        # the threshold bounds the raw reads of the whole scan, both rounds together
+        planned = self.snapshot.stats.raw_reads + len(missing)
+        if planned > self.settings.archive.threshold and not self.archive_read:
+            self.archive_read = True
+            self._read_archive(missing)
+            missing = [e for e in missing if e.path not in self.snapshot.read_ahead]
+        self.phase.set(fetch="archive" if self.archive_read else "raw")
+        self.snapshot.prefetch(missing, workers=self.settings.raw_read_workers)
+
+    def _read_archive(self, entries: list[TreeEntry]) -> None:
+        key = self.plan.key
+        # what the listing cannot predict: where symlinks lead, and the agents a `plugin.json`
+        # lists (Markdown below the plugin's folder)
+        plugins = tuple(
+            e.path[: -len(PLUGIN_JSON)]  # "" for a plugin at the root, else its folder and "/"
+            for e in self.snapshot.entries
+            if e.is_blob and (e.path == PLUGIN_JSON or e.path.endswith("/" + PLUGIN_JSON))
+        )
+        extras = [
+            e
+            for e in self.snapshot.entries
+            if (
+                e.is_symlink
+                or (e.is_blob and e.path.lower().endswith(".md") and e.path.startswith(plugins))
+            )
+            and not DEFAULT_IGNORED_SEGMENTS.intersection(e.path.split("/"))
+        ]
+
+        def on_retry(number: int, exc: BaseException, wait: float) -> None:
+            _log(
+                logging.WARNING,
+                f"source {key}: reading the repository archive failed ({exc}); "
+                f"retry {number} in {wait:.1f} s",
+                source=key,
+                event="archive_retry",
+                retry=number,
+                wait_s=round(wait, 1),
+            )
+            self.phase.note("archive retry", error=str(exc))
+
+        read = call_with_retries(
+            lambda: read_archive(self.snapshot, [*entries, *extras], self.settings.archive),
+            policy=self.settings.archive_retries,
+            # a rate limit is waited out by the caller, once, for the whole scan
+            is_transient=lambda exc: (
+                isinstance(exc, ApiError) and exc.transient and not isinstance(exc, RateLimited)
+            ),
+            on_retry=on_retry,
+            sleep=self.sleep,
+        )
+        self.phase.set(
+            archive_members=read.members,
+            archive_kept=read.kept,
+            archive_unusable=len(read.unusable),
+        )
+        logger.debug(
+            "source %s: %d files to read; kept %d of %d archive members (%d bytes received)",
+            key,
+            len(entries),
+            read.kept,
+            read.members,
+            read.archive_bytes,
+        )
 
 
 # -- step 5: the catalog write --------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 A scan costs ~2 REST calls (commit, recursive tree) plus one for the repository when its size or
 default branch is needed; manifests are read from the raw host at the commit SHA, counted apart from
-REST calls because they do not touch the REST rate limit. Each scan has a hard call budget (default
-10). Rate-limit headers are remembered so a scan that the remaining limit cannot finish is refused
-before its first request. Re-read URLs are sent with `If-None-Match`; SHA-addressed answers never
-change, so a cached one is reused without a request. A 500/502/503/504 answer is tried again with
-backoff (`REST_RETRIES`) while the scan's budget allows.
+REST calls because they do not touch the REST rate limit, several at a time
+(`ApiTreeSnapshot.prefetch`), or, when there are many, from the repository archive (`archive.py`:
+one REST call redirected to the archive host, whose bytes are counted as `archive_bytes`).
+Each scan has a hard call budget (default 10). Rate-limit headers are remembered so a scan that the
+remaining limit cannot finish is refused before its first request. Re-read URLs are sent with
+`If-None-Match`; SHA-addressed answers never change, so a cached one is reused without a request.
+A 500/502/503/504 answer is tried again with backoff (`REST_RETRIES`) while the scan's budget
+allows.
 
 The token goes only to the configured API and raw hosts (each request only to its own host, so a
 redirect elsewhere drops it) and never into a URL, a log line or an exception message.
@@ -21,7 +24,8 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -50,10 +54,14 @@ _MAX_REDIRECTS = 3
 RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 # three tries in all, the waits ~0-0.5 s and ~0-1 s: a blip passes, a real outage fails fast
 REST_RETRIES = BackoffPolicy(max_attempts=3, base_delay_s=0.5, max_delay_s=4.0)
+_REDIRECTS = (301, 302, 303, 307, 308)
+# an error answer is read for its message only: a body that never ends must not hang or fill memory
+_MAX_ERROR_BODY = 64 * 1024
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
-HostKind = Literal["rest", "raw"]
+# "archive": where GitHub redirects a tarball request (codeload.github.com); not REST-rate-limited
+HostKind = Literal["rest", "raw", "archive"]
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -164,6 +172,7 @@ class ScanStats:
     not_modified: int = 0  # 304 answers: free for the budget and for GitHub's rate limit
     cache_hits: int = 0  # SHA-addressed answers reused without any request
     raw_reads: int = 0
+    archive_bytes: int = 0  # archive bytes received (compressed), part of `bytes_fetched`
     bytes_fetched: int = 0
     # requests sent, by (host kind, status class): ("rest", "2xx"), ("raw", "error"), ...
     responses: dict[tuple[HostKind, str], int] = field(default_factory=dict)
@@ -183,6 +192,7 @@ class ApiTotals:
     not_modified: int = 0
     cache_hits: int = 0
     raw_reads: int = 0
+    archive_bytes: int = 0
     bytes_fetched: int = 0
 
 
@@ -258,7 +268,8 @@ class ApiTreeSnapshot:
     """A commit's tree read over the GitHub API; satisfies `TreeSnapshot`.
 
     Blobs are read from the raw host at the commit SHA (so a push mid-scan cannot mix commits) and
-    checked against their blob SHA.
+    checked against their blob SHA. Blobs read ahead (`prefetch`, or from the repository archive)
+    wait in `read_ahead`, already checked, so detection and extraction read them from memory.
     """
 
     repo: str
@@ -268,6 +279,7 @@ class ApiTreeSnapshot:
     sizes: dict[str, int]
     stats: ScanStats
     client: GitHubClient = field(repr=False)
+    read_ahead: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def size_of(self, entry: TreeEntry) -> int | None:
         """The blob's size from the tree listing, known before reading it."""
@@ -276,6 +288,38 @@ class ApiTreeSnapshot:
     def read_blob(self, entry: TreeEntry) -> bytes:
         if not (entry.is_blob or entry.is_symlink):
             raise ValueError(f"{self.repo}: {entry.path} is not a file or symlink")
+        found = self.read_ahead.get(entry.path)
+        return found if found is not None else self._read_raw(entry)
+
+    def prefetch(self, entries: Iterable[TreeEntry], *, workers: int) -> int:
+        """Read the files of `entries` not read ahead yet from the raw host, `workers` at a time.
+
+        The reads share the client's connections. The first failure stops the reads not started
+        yet and is raised. Returns how many files were read.
+        """
+        missing = [
+            e
+            for e in dict.fromkeys(entries)
+            if (e.is_blob or e.is_symlink) and e.path not in self.read_ahead
+        ]
+        if not missing:
+            return 0
+        with ThreadPoolExecutor(
+            max_workers=max(1, min(workers, len(missing))), thread_name_prefix="raw-read"
+        ) as pool:
+            futures = {pool.submit(self._read_raw, entry): entry for entry in missing}
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            error = failed.exception() if failed is not None else None
+            if error is not None:
+                for future in futures:
+                    future.cancel()
+                raise error
+            for future, entry in futures.items():
+                self.read_ahead[entry.path] = future.result()
+        return len(missing)
+
+    def _read_raw(self, entry: TreeEntry) -> bytes:
         data = self.client.read_raw(self.repo, self.commit_sha, entry.path, scan=self.stats)
         if git_blob_sha(data) != entry.sha:
             raise ApiError(
@@ -485,6 +529,29 @@ class GitHubClient:
             raise self._error(response, scan.repo, f"reading {path} from the raw host")
         return response.content
 
+    def open_archive(
+        self, repo: str, commit_sha: str, *, scan: ScanStats, timeout: httpx.Timeout
+    ) -> httpx.Response:
+        """`GET /repos/{repo}/tarball/{commit_sha}` (one REST call), followed to the archive host.
+
+        Returns the archive's 200 answer unread: the caller streams it, reports what it received
+        with `count_archive_bytes` and closes it. `timeout` applies to each request and each read.
+        """
+        what = f"reading the archive of {commit_sha[:12]}"
+        url = self._moved_url(f"{self.api_url}/repos/{repo}/tarball/{quote(commit_sha)}")
+        response = self._send(scan, url, "rest", what, {}, stream=True, timeout=timeout)
+        if response.status_code != 200:
+            raise self._error(response, scan.repo, what)
+        return response
+
+    def count_archive_bytes(self, scan: ScanStats, received: int) -> None:
+        """Add `received` archive bytes (as sent, compressed) to the scan and the totals."""
+        with self._lock:
+            scan.archive_bytes += received
+            scan.bytes_fetched += received
+            self._totals.archive_bytes += received
+            self._totals.bytes_fetched += received
+
     # -- trees -------------------------------------------------------------------------------------
 
     def _tree(self, scan: ScanStats, repo: str, sha: str, *, recursive: bool) -> _Tree:
@@ -648,9 +715,22 @@ class GitHubClient:
         )
 
     def _send(
-        self, scan: ScanStats, url: str, host: HostKind, what: str, headers: dict[str, str]
+        self,
+        scan: ScanStats,
+        url: str,
+        host: HostKind,
+        what: str,
+        headers: dict[str, str],
+        *,
+        stream: bool = False,
+        timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """GET `url`, following redirects by hand; every hop is budgeted (REST) and counted."""
+        """GET `url`, following redirects by hand; every hop is budgeted (REST) and counted.
+
+        With `stream`, a 200 answer comes back unread (the caller reads and closes it), and the
+        hop a REST call is redirected to with 302/303/307 is the archive host: counted apart, not
+        budgeted. A 301/308 is a repository that moved and stays on its host.
+        """
         home = _origin(self.api_url if host == "rest" else self.raw_url)
         for _ in range(_MAX_REDIRECTS + 1):
             self._reserve(scan, host, what)
@@ -658,8 +738,16 @@ class GitHubClient:
             if self._token is not None and _origin(url) == home:
                 # the one place the token is revealed: a request to its own host
                 request_headers["Authorization"] = f"Bearer {self._token.reveal()}"
+            request = self._http.build_request(
+                "GET",
+                url,
+                headers=request_headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
             try:
-                response = self._http.get(url, headers=request_headers)
+                response = self._http.send(request, stream=stream)
+                if stream and response.status_code != 200:
+                    response = _read_capped(response)
             except httpx.TimeoutException as exc:
                 self._count_response(scan, host, None)
                 raise ApiError(
@@ -675,13 +763,16 @@ class GitHubClient:
                     kind=ErrorKind.TRANSIENT,
                     repo=scan.repo,
                 ) from None
-            self._account(scan, host, response)
+            streaming = stream and response.status_code == 200
+            self._account(scan, host, response, 0 if streaming else len(response.content))
             logger.debug("GitHub %s GET %s -> %d", host, urlsplit(url).path, response.status_code)
             location = response.headers.get("location")
-            if response.status_code in (301, 302, 303, 307, 308) and location:
+            if response.status_code in _REDIRECTS and location:
                 target = urljoin(url, location)
                 if response.status_code in (301, 308):
                     self._remember_move(url, target, host)
+                elif stream and host == "rest":
+                    host = "archive"
                 url = target
                 # a redirect answer is not a re-read: its target gets no If-None-Match
                 headers = {}
@@ -718,6 +809,8 @@ class GitHubClient:
         # reserved before sending so concurrent reads of one scan cannot overshoot the budget;
         # a 304 gives its reservation back in `_account`
         with self._lock:
+            if host == "archive":
+                return
             if host == "raw":
                 scan.raw_reads += 1
                 self._totals.raw_reads += 1
@@ -737,11 +830,13 @@ class GitHubClient:
         with self._lock:
             scan.responses[key] = scan.responses.get(key, 0) + 1
 
-    def _account(self, scan: ScanStats, host: HostKind, response: httpx.Response) -> None:
+    def _account(
+        self, scan: ScanStats, host: HostKind, response: httpx.Response, body_bytes: int
+    ) -> None:
         self._count_response(scan, host, response.status_code)
         with self._lock:
-            scan.bytes_fetched += len(response.content)
-            self._totals.bytes_fetched += len(response.content)
+            scan.bytes_fetched += body_bytes
+            self._totals.bytes_fetched += body_bytes
             if host != "rest":
                 return
             if response.status_code == 304:
@@ -819,6 +914,30 @@ class GitHubClient:
             repo=repo,
             status=status,
         )
+
+
+def _read_capped(response: httpx.Response) -> httpx.Response:
+    """`response` read up to `_MAX_ERROR_BODY` bytes and closed: an answer to report, not to use."""
+    body = bytearray()
+    try:
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) >= _MAX_ERROR_BODY:
+                break
+    finally:
+        response.close()
+    # the body is decoded already: the headers that describe its encoding would decode it again
+    headers = [
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=bytes(body[:_MAX_ERROR_BODY]),
+        request=response.request,
+    )
 
 
 def _check_repo_name(repo: str) -> None:
