@@ -31,6 +31,7 @@ from skillmeat_pipeline.lib.catalog.store import (
     metadata,
     sources,
 )
+from skillmeat_pipeline.lib.core.findings import Finding, RiskCounts, Severity
 from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, CatalogEntry
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy, common_root
@@ -270,6 +271,30 @@ def test_upgrading_a_0002_catalog_keeps_its_rows_in_the_new_vocabulary(
         catalog.dispose()
 
 
+def write_as_stored_then(catalog: Catalog, entries: list[CatalogEntry], commit: str) -> None:
+    """A first scan's rows as a catalog at an older revision holds them: only its columns."""
+    with catalog.engine.begin() as conn:
+        columns = {column["name"] for column in sa.inspect(conn).get_columns("catalog_entries")}
+        rows = [
+            e.model_dump(mode="json")
+            | {
+                "status": NEW,
+                "first_seen_commit": commit,
+                "indexed_commit": commit,
+                "indexed_at": T0,
+            }
+            for e in entries
+        ]
+        conn.execute(
+            sa.insert(catalog_entries), [{k: v for k, v in r.items() if k in columns} for r in rows]
+        )
+        conn.execute(
+            sa.update(sources)
+            .where(sources.c.key.in_({e.source_key for e in entries}))
+            .values(last_indexed_commit_sha=commit, last_status=SourceStatus.SCANNED)
+        )
+
+
 def upgrade_to(catalog: Catalog, revision: str) -> None:
     with catalog.engine.begin() as conn:
         config = Config()
@@ -287,7 +312,7 @@ def test_the_type_joins_the_entry_key_without_losing_rows(
         upgrade_to(catalog, "0003")  # the key was (source_key, path)
         catalog.upsert_sources([config(SOURCE)])
         pdf = entry("skills/pdf", description="Extracts tables from PDF files")
-        scan(catalog, [pdf, entry("skills/xlsx")], "c1")
+        write_as_stored_then(catalog, [pdf, entry("skills/xlsx")], "c1")
 
         catalog.migrate()
 
@@ -916,3 +941,146 @@ def test_postgres_writes_to_different_sources_do_not_wait_for_each_other(
     assert "error" not in outcome
     assert [e.path for e in catalog.entries(SOURCE)] == ["skills/a"]
     assert [e.path for e in catalog.entries(OTHER)] == ["agents/b"]
+
+
+# -- security findings (SPEC §5.5) ---------------------------------------------------------------
+
+
+def finding(severity: Severity, file: str, line: int = 1, rule: str = "r.x") -> Finding:
+    return Finding(rule, severity, file, line, f"excerpt of {file}", "what to do")
+
+
+def with_findings(e: CatalogEntry, *severities: Severity) -> CatalogEntry:
+    return e.with_findings(
+        [finding(s, f"{e.path}/f{i}.sh", i + 1) for i, s in enumerate(severities)]
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upgrading_to_findings_keeps_rows_and_reads_every_source_again(
+    backend: str, empty_database: Callable
+) -> None:
+    with empty_database(backend) as url:
+        catalog = Catalog.from_url(url)
+        upgrade_to(catalog, "0004")
+        catalog.upsert_sources([config(SOURCE)])
+        pdf = entry("skills/pdf", description="Extracts tables from PDF files")
+        write_as_stored_then(catalog, [pdf, entry("skills/xlsx")], "c1")
+
+        catalog.migrate()
+
+        assert schema_revision(catalog) == HEAD
+        assert stored(catalog) == {
+            "skills/pdf": (NEW, "sha-skills/pdf", "c1", "c1"),
+            "skills/xlsx": (NEW, "sha-skills/xlsx", "c1", "c1"),
+        }
+        # not computed is not "none found": null until the source is read again, which the
+        # forgotten indexed commit makes its next run do
+        assert [(e.findings, e.risk) for e in catalog.entries(SOURCE)] == [(None, None)] * 2
+        record = catalog.get_source(SOURCE)
+        assert record is not None and record.last_indexed_commit_sha is None
+        assert [h.path for h in catalog.search("tables")] == ["skills/pdf"]  # index kept
+        assert catalog.risk_counts([SOURCE]) == {SOURCE: RiskCounts()}
+        scan(catalog, [with_findings(pdf, Severity.HIGH), entry("skills/xlsx")], "c2")
+        assert catalog.risk_counts() == {SOURCE: RiskCounts(high=1)}
+        assert schema_differences(catalog) == []
+        catalog.dispose()
+
+
+def test_findings_and_risk_are_stored_with_each_entry(catalog: Catalog) -> None:
+    catalog.upsert_sources([config(SOURCE), config(OTHER)])
+    risky = with_findings(entry("skills/a"), Severity.LOW, Severity.HIGH)
+    scan(catalog, [risky, with_findings(entry("skills/b"))], "c1")
+
+    a, b = catalog.entries(SOURCE)
+    assert (a.risk, a.findings) == (Severity.HIGH, risky.findings)
+    assert (b.risk, b.findings) == (None, [])
+    assert isinstance(a.findings[0], Finding) and a.findings[0].severity is Severity.LOW
+
+
+def test_risk_counts_and_findings_across_sources(catalog: Catalog) -> None:
+    catalog.upsert_sources([config(SOURCE), config(OTHER)])
+    scan(
+        catalog,
+        [
+            with_findings(entry("skills/a"), Severity.HIGH, Severity.LOW),
+            with_findings(entry("skills/b"), Severity.MEDIUM),
+            with_findings(entry("skills/c"), Severity.HIGH),
+            with_findings(entry("skills/d")),
+            entry("skills/gone"),
+        ],
+        "c1",
+    )
+    scan(
+        catalog,
+        [with_findings(entry("agents/x.md", source=OTHER), Severity.LOW)],
+        "c1",
+        source=OTHER,
+    )
+    scan(
+        catalog,
+        [with_findings(entry("skills/a"), Severity.HIGH, Severity.LOW)]
+        + [with_findings(entry(p), Severity.MEDIUM) for p in ("skills/b",)]
+        + [with_findings(entry("skills/c"), Severity.HIGH), with_findings(entry("skills/d"))],
+        "c2",
+    )  # skills/gone is removed: it counts no more
+
+    assert catalog.risk_counts() == {
+        SOURCE: RiskCounts(high=2, medium=1),
+        OTHER: RiskCounts(low=1),
+    }
+    assert catalog.risk_counts([OTHER, "nobody/here"]) == {
+        OTHER: RiskCounts(low=1),
+        "nobody/here": RiskCounts(),
+    }
+    listed = catalog.findings()
+    assert [(f.source_key, f.path, f.finding.severity.value) for f in listed] == [
+        (SOURCE, "skills/a", "high"),
+        (SOURCE, "skills/c", "high"),
+        (SOURCE, "skills/b", "medium"),
+        (OTHER, "agents/x.md", "low"),
+        (SOURCE, "skills/a", "low"),
+    ]
+    high = catalog.findings(min_severity=Severity.HIGH, source_key=SOURCE, limit=1)
+    assert [(f.path, f.finding.file) for f in high] == [("skills/a", "skills/a/f0.sh")]
+    assert catalog.findings(source_key=OTHER, min_severity=Severity.MEDIUM) == []
+    assert listed[0].to_dict() == {
+        "source_key": SOURCE,
+        "artifact_type": "skill",
+        "path": "skills/a",
+        "name": "a",
+        "rule": "r.x",
+        "severity": "high",
+        "file": "skills/a/f0.sh",
+        "line": 1,
+        "excerpt": "excerpt of skills/a/f0.sh",
+        "message": "what to do",
+    }
+
+
+def test_search_keeps_entries_up_to_a_risk(catalog: Catalog) -> None:
+    catalog.upsert_sources([config(SOURCE)])
+    scan(
+        catalog,
+        [
+            with_findings(entry("skills/pdf-high", description="pdf"), Severity.HIGH),
+            with_findings(entry("skills/pdf-medium", description="pdf"), Severity.MEDIUM),
+            with_findings(entry("skills/pdf-low", description="pdf"), Severity.LOW),
+            with_findings(entry("skills/pdf-clean", description="pdf")),
+        ],
+        "c1",
+    )
+
+    def found(max_risk: str | None) -> set[str]:
+        return {h.name for h in catalog.search("pdf", max_risk=max_risk)}
+
+    assert found(None) == {"pdf-high", "pdf-medium", "pdf-low", "pdf-clean"}
+    assert found("high") == found(None)
+    assert found(Severity.MEDIUM) == {"pdf-medium", "pdf-low", "pdf-clean"}
+    assert found("low") == {"pdf-low", "pdf-clean"}
+    assert found("none") == {"pdf-clean"}
+    [hit] = [h for h in catalog.search("pdf") if h.name == "pdf-high"]
+    assert hit.risk is Severity.HIGH
+    assert hit.findings == [finding(Severity.HIGH, "skills/pdf-high/f0.sh")]
+    with pytest.raises(ValueError):
+        catalog.search("pdf", max_risk="severe")

@@ -21,7 +21,8 @@ from skillmeat_pipeline.lib.trust import (
     risk_of,
 )
 from skillmeat_pipeline.lib.trust.docs import render
-from skillmeat_pipeline.lib.trust.files import artifact_file_paths, findings_of, read_artifact_files
+from skillmeat_pipeline.lib.core.files import artifact_file_paths
+from skillmeat_pipeline.lib.trust.files import findings_of, read_artifact_files
 from skillmeat_pipeline.lib.trust.rules import EXAMPLE_SECRETS, TRIGGERS, Example
 from skillmeat_pipeline.lib.trust.scan import file_kind
 from skillmeat_pipeline.lib.trust.text import ELLIPSIS, MAX_EXCERPT, shannon_entropy
@@ -507,7 +508,6 @@ def test_files_of_artifacts_are_read_once_and_findings_map_back() -> None:
 
     assert artifact_file_paths(skill, sorted(files)) == [
         "skills/a/SKILL.md",
-        "skills/a/logo.png",
         "skills/a/scripts/i.sh",
     ]
     read = read_artifact_files(snapshot, [skill, agent, skill])

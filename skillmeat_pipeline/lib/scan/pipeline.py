@@ -26,7 +26,6 @@ from typing import Any
 
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
-from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
     CatalogEntry,
@@ -58,6 +57,7 @@ from skillmeat_pipeline.lib.fetch.github.client import (
     RateLimited,
     ScanStats,
 )
+from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.cost import OpenPhase, Timeline
 from skillmeat_pipeline.lib.scan.outcomes import (
     Current,
@@ -315,23 +315,27 @@ def _scanned(
     previous: Mapping[ArtifactKey, CatalogEntry],
 ) -> Scanned:
     """Detection and extraction of a fetched tree, as the outcome of `plan` (cost added later)."""
-    started = time.monotonic()
     source = plan.source
     with timeline.phase("extract") as phase:
-        detection = _detect(snapshot, source)
-        entries = extract_catalog_entries(
+        indexed = index_tree(
             snapshot,
-            detection,
             source_key=plan.key,
+            repo_name=source.github or source.key,
+            root_hint=source.root_hint,
+            exclude=source.exclude,
             upstream_url=upstream_url(source, snapshot.commit_sha),
             deep_indexing=source.deep_indexing,
             previous=previous,
         )
+        detection, entries = indexed.detection, indexed.entries
         phase.set(
             artifact_count=len(entries),
             success_count=sum(1 for e in entries if not e.problems),
+            findings_ms=indexed.findings.findings_ms,
+            findings_files=indexed.findings.files,
+            blob_reads=indexed.blob_reads,
         )
-    timeline.spend(extract_ms=_ms_since(started))
+    timeline.spend(extract_ms=indexed.extract_ms, findings_ms=indexed.findings.findings_ms)
     target = build_clone_target(
         strategy,
         [e.path for e in entries],

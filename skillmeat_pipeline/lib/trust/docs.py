@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from skillmeat_pipeline.lib.trust.findings import Severity
+from skillmeat_pipeline.lib.core.findings import Severity
 from skillmeat_pipeline.lib.trust.rules import RULES, Rule
 
 _INTRO = """\
