@@ -13,9 +13,8 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
-from skillmeat_pipeline.lib.catalog.store import Catalog
-from skillmeat_pipeline.lib.core.detection import detect_artifacts
-from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.catalog.store import NO_RISK, Catalog
+from skillmeat_pipeline.lib.core.findings import SEVERITIES, RiskCounts, Severity
 from skillmeat_pipeline.lib.core.models import CatalogEntry
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
 from skillmeat_pipeline.lib.core.sources import SourceConfig, SourcesFileError, load_sources
@@ -25,8 +24,10 @@ from skillmeat_pipeline.lib.fetch.git.tree import (
     snapshot_commit,
 )
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
+from skillmeat_pipeline.lib.trust.text import escape_controls
 
 REMOTE_URL = re.compile(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:")
 
@@ -58,15 +59,32 @@ def format_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width
 def format_entries(entries: Sequence[CatalogEntry]) -> str:
     """Catalog entries as a table, plus a per-kind summary line."""
     rows = [
-        (e.artifact_type.value, e.name, e.path, str(e.confidence), str(len(e.problems)))
+        (
+            e.artifact_type.value,
+            escape_controls(e.name),
+            escape_controls(e.path),
+            str(e.confidence),
+            str(len(e.problems)),
+            risk_label(e.risk),
+        )
         for e in entries
     ]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.artifact_type.value] = counts.get(e.artifact_type.value, 0) + 1
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no artifacts"
-    table = format_rows(("TYPE", "NAME", "PATH", "CONF", "PROBLEMS"), rows)
+    table = format_rows(("TYPE", "NAME", "PATH", "CONF", "PROBLEMS", "RISK"), rows)
     return f"{table}\n{len(entries)} artifacts: {summary}"
+
+
+def risk_label(risk: Severity | None) -> str:
+    return risk.value if risk else "-"
+
+
+def format_risk_counts(counts: RiskCounts) -> str:
+    """`2 high, 1 low`: the artifacts of a source at each risk; `-` when none has a finding."""
+    parts = [f"{n} {s.value}" for s in SEVERITIES if (n := getattr(counts, s.value))]
+    return ", ".join(parts) or "-"
 
 
 def fail(message: str) -> None:
@@ -109,6 +127,7 @@ def _stats(result: Scanned) -> dict[str, Any]:
         "bytes_fetched": result.cost.bytes_fetched,
         "clone_ms": result.cost.clone_ms,
         "extract_ms": result.cost.extract_ms,
+        "findings_ms": result.cost.findings_ms,
         "api_calls": result.cost.api_calls,
         "raw_reads": result.cost.raw_reads,
     }
@@ -164,12 +183,10 @@ def detect(
             key = preview_source_key(repo or "")
             with open_local_repository(repo or "") as repository:
                 snapshot = snapshot_commit(repository, ref)
-                extract_started = time.monotonic()
-                detection = detect_artifacts(
-                    snapshot, root_hint=root_hint, exclude=exclude, repo_name=key
+                indexed = index_tree(
+                    snapshot, source_key=key, repo_name=key, root_hint=root_hint, exclude=exclude
                 )
-                entries = extract_catalog_entries(snapshot, detection, source_key=key)
-                extract_ms = round((time.monotonic() - extract_started) * 1000)
+                entries = indexed.entries
     except RepositoryError as exc:
         message = str(exc)
         fail(message if message.startswith(repo or "") else f"{repo}: {message}")
@@ -190,7 +207,8 @@ def detect(
                 "commit_sha": snapshot.commit_sha,
                 "bytes_fetched": 0,
                 "clone_ms": 0,
-                "extract_ms": extract_ms,
+                "extract_ms": indexed.extract_ms,
+                "findings_ms": indexed.findings.findings_ms,
                 "api_calls": 0,
                 "raw_reads": 0,
             }
@@ -272,8 +290,12 @@ def sources_list(as_json: bool) -> None:
     catalog = Catalog.from_env()
     catalog.migrate()
     responses = catalog.source_responses()
+    risks = catalog.risk_counts([r.key for r in responses])
     if as_json:
-        click.echo(json.dumps([r.model_dump(mode="json") for r in responses], indent=2))
+        listed = [
+            r.model_dump(mode="json") | {"risk_counts": risks[r.key].to_dict()} for r in responses
+        ]
+        click.echo(json.dumps(listed, indent=2))
         return
     rows = [
         (
@@ -282,10 +304,12 @@ def sources_list(as_json: bool) -> None:
             str(r.artifact_count) if r.artifact_count is not None else "-",
             r.last_status.value if r.last_status else "never indexed",
             r.last_indexed_at.isoformat(timespec="seconds") if r.last_indexed_at else "-",
+            format_risk_counts(risks[r.key]),
         )
         for r in responses
     ]
-    click.echo(format_rows(("SOURCE", "STRATEGY", "ARTIFACTS", "STATUS", "INDEXED AT"), rows))
+    headers = ("SOURCE", "STRATEGY", "ARTIFACTS", "STATUS", "INDEXED AT", "RISK")
+    click.echo(format_rows(headers, rows))
 
 
 @main.command()
@@ -297,21 +321,37 @@ def sources_list(as_json: bool) -> None:
     help="Only this kind of artifact.",
 )
 @click.option("--source", "source_key", help="Only this source (its key).")
+@click.option(
+    "--max-risk",
+    type=click.Choice([NO_RISK, *(s.value for s in reversed(SEVERITIES))]),
+    help="Only artifacts whose risk is at most this (none: no finding at all).",
+)
 @click.option("--limit", default=20, show_default=True, help="At most this many results.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
 def search(
-    query: str, artifact_type: str | None, source_key: str | None, limit: int, as_json: bool
+    query: str,
+    artifact_type: str | None,
+    source_key: str | None,
+    max_risk: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
+
+    Each result carries its `risk` (the highest severity of its security findings) and, with
+    --json, its `findings`.
 
     \b
     Examples:
       skillmeat-pipeline search "pull request review" --type agent
       skillmeat-pipeline search pdf --source anthropics/skills --json
+      skillmeat-pipeline search "code review" --max-risk low
     """
     catalog = Catalog.from_env()
     catalog.migrate()
-    hits = catalog.search(query, artifact_type=artifact_type, source_key=source_key, limit=limit)
+    hits = catalog.search(
+        query, artifact_type=artifact_type, source_key=source_key, max_risk=max_risk, limit=limit
+    )
     if as_json:
         click.echo(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
         return
@@ -319,10 +359,70 @@ def search(
         click.echo(f"no results for {query!r}")
         return
     rows = [
-        (f"{h.score:.2f}", h.artifact_type.value, h.name, h.source_key, (h.description or "")[:60])
+        (
+            f"{h.score:.2f}",
+            h.artifact_type.value,
+            escape_controls(h.name),
+            h.source_key,
+            risk_label(h.risk),
+            escape_controls((h.description or "")[:60]),
+        )
         for h in hits
     ]
-    click.echo(format_rows(("SCORE", "TYPE", "NAME", "SOURCE", "DESCRIPTION"), rows))
+    click.echo(format_rows(("SCORE", "TYPE", "NAME", "SOURCE", "RISK", "DESCRIPTION"), rows))
+
+
+@main.command("findings")
+@click.option("--source", "source_key", help="Only this source (its key).")
+@click.option(
+    "--severity",
+    type=click.Choice([s.value for s in SEVERITIES]),
+    help="Only findings of at least this severity (high: high only).",
+)
+@click.option("--limit", default=1000, show_default=True, help="At most this many findings.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of findings.")
+def findings(source_key: str | None, severity: str | None, limit: int, as_json: bool) -> None:
+    """Security findings of the catalog's artifacts (SKILLMEAT_INDEX_URL), highest severity first.
+
+    A finding is a trust rule (README "Trust", docs/trust-rules.md) that matched one line of an
+    artifact's files: its rule id, severity, file and line, a short excerpt (secrets cut to their
+    first 4 characters) and what to do about it.
+
+    \b
+    Examples:
+      skillmeat-pipeline findings --severity high
+      skillmeat-pipeline findings --source anthropics/skills --json
+    """
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}")
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    found = catalog.findings(
+        source_key=source_key,
+        min_severity=Severity(severity) if severity else None,
+        limit=limit + 1,
+    )
+    shown = found[:limit]
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in shown], indent=2))
+    elif not shown:
+        click.echo("no findings")
+    else:
+        rows = [
+            (
+                f.finding.severity.value,
+                f.finding.rule,
+                f.source_key,
+                f"{f.artifact_type.value}:{escape_controls(f.path)}",
+                f"{escape_controls(f.finding.file)}:{f.finding.line}",
+                f.finding.excerpt,
+            )
+            for f in shown
+        ]
+        headers = ("SEVERITY", "RULE", "SOURCE", "ARTIFACT", "WHERE", "EXCERPT")
+        click.echo(format_rows(headers, rows, max_width=60))
+    if len(found) > limit:
+        click.echo(f"more than {limit} findings; showing the first {limit} (--limit)", err=True)
 
 
 # -- demo -----------------------------------------------------------------------------------------

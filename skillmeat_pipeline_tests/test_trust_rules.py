@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from skillmeat_pipeline.lib.core.files import artifact_file_paths
 from skillmeat_pipeline.lib.core.models import MODE_BLOB, ArtifactType, DetectedArtifact, TreeEntry
 from skillmeat_pipeline.lib.trust import (
     RULES,
@@ -21,7 +22,6 @@ from skillmeat_pipeline.lib.trust import (
     risk_of,
 )
 from skillmeat_pipeline.lib.trust.docs import render
-from skillmeat_pipeline.lib.core.files import artifact_file_paths
 from skillmeat_pipeline.lib.trust.files import findings_of, read_artifact_files
 from skillmeat_pipeline.lib.trust.rules import EXAMPLE_SECRETS, TRIGGERS, Example
 from skillmeat_pipeline.lib.trust.scan import file_kind
