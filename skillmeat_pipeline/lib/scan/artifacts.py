@@ -91,19 +91,24 @@ def attach_findings(
     plugin) gets them afresh at no cost: a hook's findings look at the scripts it runs.
     """
     started = time.monotonic()
+    stale = [entry for entry in entries if entry.findings is None]
+    if not stale:  # a re-index with nothing changed: nothing to list or read
+        return list(entries), FindingsScan(0, len(entries), 0, 0, _ms_since(started))
     blob_paths = sorted(e.path for e in snapshot.entries if e.is_blob)
-    paths = {entry.key: artifact_file_paths(entry, blob_paths) for entry in entries}
-    stale = {entry.key for entry in entries if entry.findings is None}
-    wanted = {path for key in stale for path in paths[key]}
+    paths = {entry.key: artifact_file_paths(entry, blob_paths) for entry in stale}
+    wanted = {path for listed in paths.values() for path in listed}
     text = read_text_files(snapshot, wanted)
     found = findings_for_files(text.files) if text.files else []
     result: list[CatalogEntry] = []
     kept = 0
     for entry in entries:
-        if entry.key not in stale and not (wanted and wanted.issuperset(paths[entry.key])):
-            kept += 1
-            result.append(entry)
-            continue
+        if entry.key not in paths:
+            listed = artifact_file_paths(entry, blob_paths)
+            if not wanted.issuperset(listed):
+                kept += 1
+                result.append(entry)
+                continue
+            paths[entry.key] = listed
         updated = entry.with_findings(findings_of(entry, found))
         unreadable = [p for p in paths[entry.key] if p in text.unreadable]
         if unreadable:
