@@ -21,7 +21,7 @@ from skillmeat_pipeline.lib.trust import (
     findings_for_files,
     risk_of,
 )
-from skillmeat_pipeline.lib.trust.docs import render
+from skillmeat_pipeline.lib.trust.docs import readme_with_table, render
 from skillmeat_pipeline.lib.trust.files import findings_of, read_artifact_files
 from skillmeat_pipeline.lib.trust.rules import EXAMPLE_SECRETS, TRIGGERS, Example
 from skillmeat_pipeline.lib.trust.scan import file_kind
@@ -120,6 +120,16 @@ def test_the_rules_document_is_current_and_names_every_rule() -> None:
     for rule in RULES:
         assert f"### {rule.id}\n" in document
         assert f"`{rule.id}`" in document
+
+
+def test_the_readme_carries_every_rule_with_its_severity_and_why() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_with_table(readme) == readme, (
+        "run: python -m skillmeat_pipeline.lib.trust.docs --readme README.md"
+    )
+    for rule in RULES:
+        [row] = [line for line in readme.splitlines() if line.startswith(f"| `{rule.id}` |")]
+        assert f"| {rule.severity.value} |" in row and rule.why.replace("|", "\\|") in row
 
 
 def test_the_package_is_plain_python_importing_only_core() -> None:
