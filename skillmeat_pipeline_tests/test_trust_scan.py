@@ -231,6 +231,33 @@ def test_a_marketplace_entry_plugin_owns_the_folder_it_points_at(tmp_path: Path)
     assert rules_of(plugin) == {("remote_code.pipe_to_shell", "tools/install.sh")}
 
 
+def test_each_mcp_server_of_a_shared_file_gets_the_findings_of_its_own_entry(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "mcpServers": {
+            "pinned": {"command": "npx", "args": ["-y", "@acme/fs@1.2.3"]},
+            "loose": {
+                "command": "npx",
+                "args": ["-y", "@acme/gh"],
+                "env": {"GITHUB_TOKEN": GITHUB_TOKEN},
+            },
+            "remote": {"type": "http", "url": "http://169.254.169.254/latest/meta-data/"},
+        }
+    }
+    files = {".mcp.json": json.dumps(config, indent=2).encode()}
+
+    entries = by_key(index(tree_of(tmp_path / "m.git", files)).entries)
+
+    assert rules_of(entries[("mcp", ".mcp.json#pinned")]) == set()
+    assert entries[("mcp", ".mcp.json#pinned")].risk is None
+    loose = {rule for rule, _ in rules_of(entries[("mcp", ".mcp.json#loose")])}
+    assert loose >= {"secrets.github_token", "unpinned.mcp_server_with_secrets"}
+    assert {rule for rule, _ in rules_of(entries[("mcp", ".mcp.json#remote")])} == {
+        "network.metadata_endpoint"
+    }
+
+
 def test_a_file_the_tree_says_is_too_large_is_never_read(tmp_path: Path) -> None:
     files = {
         "skills/big/SKILL.md": b"---\nname: big\ndescription: Big.\n---\n# Big\n",

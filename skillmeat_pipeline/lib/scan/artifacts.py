@@ -109,7 +109,7 @@ def attach_findings(
                 result.append(entry)
                 continue
             paths[entry.key] = listed
-        updated = entry.with_findings(findings_of(entry, found))
+        updated = entry.with_findings(findings_of(entry, found, text.files))
         unreadable = [p for p in paths[entry.key] if p in text.unreadable]
         if unreadable:
             updated.problems = [
