@@ -290,10 +290,11 @@ def sources_list(as_json: bool) -> None:
     catalog = Catalog.from_env()
     catalog.migrate()
     responses = catalog.source_responses()
-    risks = catalog.risk_counts([r.key for r in responses])
+    risks = catalog.risk_counts()
     if as_json:
         listed = [
-            r.model_dump(mode="json") | {"risk_counts": risks[r.key].to_dict()} for r in responses
+            r.model_dump(mode="json") | {"risk_counts": risks.get(r.key, RiskCounts()).to_dict()}
+            for r in responses
         ]
         click.echo(json.dumps(listed, indent=2))
         return
@@ -304,7 +305,7 @@ def sources_list(as_json: bool) -> None:
             str(r.artifact_count) if r.artifact_count is not None else "-",
             r.last_status.value if r.last_status else "never indexed",
             r.last_indexed_at.isoformat(timespec="seconds") if r.last_indexed_at else "-",
-            format_risk_counts(risks[r.key]),
+            format_risk_counts(risks.get(r.key, RiskCounts())),
         )
         for r in responses
     ]

@@ -860,7 +860,8 @@ class Catalog:
         return [SearchHit.model_validate(row._asdict()) for row in rows]
 
     def risk_counts(self, keys: Sequence[str] | None = None) -> dict[str, RiskCounts]:
-        """How many live entries of each source have each risk; every asked key is answered."""
+        """How many live entries of each source have each risk: every source with an entry, or
+        every one of `keys` (zeros included)."""
         risk = catalog_entries.c.risk
         query = (
             sa.select(catalog_entries.c.source_key, risk, sa.func.count().label("n"))
@@ -868,18 +869,21 @@ class Catalog:
             .group_by(catalog_entries.c.source_key, risk)
         )
         wanted = sorted(set(keys)) if keys is not None else None
-        if wanted is not None:
-            query = query.where(catalog_entries.c.source_key.in_(wanted))
-        counts: dict[str, dict[Severity, int]] = {key: {} for key in wanted or ()}
+        # in slices: SQLite allows a limited number of bound parameters per statement
+        slices = (
+            [query]
+            if wanted is None
+            else [
+                query.where(catalog_entries.c.source_key.in_(wanted[start : start + 500]))
+                for start in range(0, len(wanted), 500)
+            ]
+        )
+        counts: dict[str, dict[str, int]] = {key: {} for key in wanted or ()}
         with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                counts.setdefault(row.source_key, {})[Severity(row.risk)] = row.n
-        return {
-            key: RiskCounts(
-                *(by_risk.get(s, 0) for s in (Severity.HIGH, Severity.MEDIUM, Severity.LOW))
-            )
-            for key, by_risk in counts.items()
-        }
+            for statement in slices:
+                for row in conn.execute(statement):
+                    counts.setdefault(row.source_key, {})[row.risk] = row.n
+        return {key: RiskCounts(**by_risk) for key, by_risk in counts.items()}
 
     def findings(
         self,
