@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, MarketplaceSourceResponse
+from skillmeat_pipeline.lib.catalog.store import NO_RISK, Catalog, MarketplaceSourceResponse
 from skillmeat_pipeline.lib.core.addresses import (
     AddressPolicy,
     IPAddress,
@@ -24,8 +24,7 @@ from skillmeat_pipeline.lib.core.addresses import (
     resolve_host,
     url_origin,
 )
-from skillmeat_pipeline.lib.core.detection import detect_artifacts
-from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.core.findings import SEVERITIES, RiskCounts, Severity
 from skillmeat_pipeline.lib.core.models import CatalogEntry, SourceStatus
 from skillmeat_pipeline.lib.core.secrets import Secret, redact, secrets_from_env
 from skillmeat_pipeline.lib.core.sources import (
@@ -38,8 +37,6 @@ from skillmeat_pipeline.lib.core.sources import (
 from skillmeat_pipeline.lib.core.untrusted import (
     TreeTooLargeError,
     printable,
-    record_path_problems,
-    screen_snapshot,
 )
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
@@ -47,6 +44,7 @@ from skillmeat_pipeline.lib.fetch.git.tree import (
     snapshot_commit,
 )
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
 
@@ -85,15 +83,32 @@ def format_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width
 def format_entries(entries: Sequence[CatalogEntry]) -> str:
     """Catalog entries as a table, plus a per-kind summary line."""
     rows = [
-        (e.artifact_type.value, e.name, e.path, str(e.confidence), str(len(e.problems)))
+        (
+            e.artifact_type.value,
+            printable(e.name),
+            printable(e.path),
+            str(e.confidence),
+            str(len(e.problems)),
+            risk_label(e.risk),
+        )
         for e in entries
     ]
     counts: dict[str, int] = {}
     for e in entries:
         counts[e.artifact_type.value] = counts.get(e.artifact_type.value, 0) + 1
     summary = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no artifacts"
-    table = format_rows(("TYPE", "NAME", "PATH", "CONF", "PROBLEMS"), rows)
+    table = format_rows(("TYPE", "NAME", "PATH", "CONF", "PROBLEMS", "RISK"), rows)
     return f"{table}\n{len(entries)} artifacts: {summary}"
+
+
+def risk_label(risk: Severity | None) -> str:
+    return risk.value if risk else "-"
+
+
+def format_risk_counts(counts: RiskCounts) -> str:
+    """`2 high, 1 low`: the artifacts of a source at each risk; `-` when none has a finding."""
+    parts = [f"{n} {s.value}" for s in SEVERITIES if (n := getattr(counts, s.value))]
+    return ", ".join(parts) or "-"
 
 
 def fail(message: str) -> None:
@@ -136,6 +151,7 @@ def _stats(result: Scanned) -> dict[str, Any]:
         "bytes_fetched": result.cost.bytes_fetched,
         "clone_ms": result.cost.clone_ms,
         "extract_ms": result.cost.extract_ms,
+        "findings_ms": result.cost.findings_ms,
         "api_calls": result.cost.api_calls,
         "raw_reads": result.cost.raw_reads,
         "archive_bytes": result.cost.archive_bytes,
@@ -192,15 +208,14 @@ def detect(
             key = preview_source_key(repo or "")
             with open_local_repository(repo or "") as repository:
                 snapshot = snapshot_commit(repository, ref)
-                extract_started = time.monotonic()
-                screened = screen_snapshot(snapshot)
-                detection = detect_artifacts(
-                    screened, root_hint=root_hint, exclude=exclude, repo_name=key
+                indexed = index_tree(
+                    snapshot, source_key=key, repo_name=key, root_hint=root_hint, exclude=exclude
                 )
-                for problem in record_path_problems(screened, detection):
+                # the problems of paths that cannot be indexed; the detection's are on entries
+                source_problems = indexed.problems[: -len(indexed.detection.problems) or None]
+                for problem in source_problems:
                     click.echo(f"problem: {printable(problem)}", err=True)
-                entries = extract_catalog_entries(screened, detection, source_key=key)
-                extract_ms = round((time.monotonic() - extract_started) * 1000)
+                entries = indexed.entries
     except TreeTooLargeError as exc:
         fail(f"{repo or github_repo}: {exc}")
     except RepositoryError as exc:
@@ -223,7 +238,8 @@ def detect(
                 "commit_sha": snapshot.commit_sha,
                 "bytes_fetched": 0,
                 "clone_ms": 0,
-                "extract_ms": extract_ms,
+                "extract_ms": indexed.extract_ms,
+                "findings_ms": indexed.findings.findings_ms,
                 "api_calls": 0,
                 "raw_reads": 0,
                 "archive_bytes": 0,
@@ -432,8 +448,13 @@ def sources_list(as_json: bool) -> None:
     catalog = Catalog.from_env()
     catalog.migrate()
     responses = catalog.source_responses()
+    risks = catalog.risk_counts()
     if as_json:
-        click.echo(json.dumps([r.model_dump(mode="json") for r in responses], indent=2))
+        listed = [
+            r.model_dump(mode="json") | {"risk_counts": risks.get(r.key, RiskCounts()).to_dict()}
+            for r in responses
+        ]
+        click.echo(json.dumps(listed, indent=2))
         return
     # plugin sources listed under their marketplace, indented
     plugins: dict[str, list[MarketplaceSourceResponse]] = {}
@@ -461,10 +482,11 @@ def sources_list(as_json: bool) -> None:
             (r.pinned_commit or "")[:12] or "-",
             status(r),
             r.last_indexed_at.isoformat(timespec="seconds") if r.last_indexed_at else "-",
+            format_risk_counts(risks.get(r.key, RiskCounts())),
         )
         for r, indent in ordered
     ]
-    headers = ("SOURCE", "STRATEGY", "ARTIFACTS", "PINNED", "STATUS", "INDEXED AT")
+    headers = ("SOURCE", "STRATEGY", "ARTIFACTS", "PINNED", "STATUS", "INDEXED AT", "RISK")
     click.echo(format_rows(headers, rows, max_width=90))
 
 
@@ -557,21 +579,37 @@ def index(
     help="Only this kind of artifact.",
 )
 @click.option("--source", "source_key", help="Only this source (its key).")
+@click.option(
+    "--max-risk",
+    type=click.Choice([NO_RISK, *(s.value for s in reversed(SEVERITIES))]),
+    help="Only artifacts whose risk is at most this (none: no finding at all).",
+)
 @click.option("--limit", default=20, show_default=True, help="At most this many results.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
 def search(
-    query: str, artifact_type: str | None, source_key: str | None, limit: int, as_json: bool
+    query: str,
+    artifact_type: str | None,
+    source_key: str | None,
+    max_risk: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
+
+    Each result carries its `risk` (the highest severity of its security findings) and, with
+    --json, its `findings`.
 
     \b
     Examples:
       skillmeat-pipeline search "pull request review" --type agent
       skillmeat-pipeline search pdf --source anthropics/skills --json
+      skillmeat-pipeline search "code review" --max-risk low
     """
     catalog = Catalog.from_env()
     catalog.migrate()
-    hits = catalog.search(query, artifact_type=artifact_type, source_key=source_key, limit=limit)
+    hits = catalog.search(
+        query, artifact_type=artifact_type, source_key=source_key, max_risk=max_risk, limit=limit
+    )
     if as_json:
         shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]
         click.echo(json.dumps(shown, indent=2))
@@ -585,12 +623,68 @@ def search(
             h.artifact_type.value,
             printable(h.name),
             printable(h.install_name or h.source_key),
+            risk_label(h.risk),
             printable((h.description or "")[:60]),
         )
         for h in hits
     ]
     # PLUGIN: what `/plugin install` takes (`plugin@marketplace`), else the source key
-    click.echo(format_rows(("SCORE", "TYPE", "NAME", "PLUGIN / SOURCE", "DESCRIPTION"), rows))
+    click.echo(
+        format_rows(("SCORE", "TYPE", "NAME", "PLUGIN / SOURCE", "RISK", "DESCRIPTION"), rows)
+    )
+
+
+@main.command("findings")
+@click.option("--source", "source_key", help="Only this source (its key).")
+@click.option(
+    "--severity",
+    type=click.Choice([s.value for s in SEVERITIES]),
+    help="Only findings of at least this severity (high: high only).",
+)
+@click.option("--limit", default=1000, show_default=True, help="At most this many findings.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of findings.")
+def findings(source_key: str | None, severity: str | None, limit: int, as_json: bool) -> None:
+    """Security findings of the catalog's artifacts (SKILLMEAT_INDEX_URL), highest severity first.
+
+    A finding is a trust rule (README "Trust", docs/trust-rules.md) that matched one line of an
+    artifact's files: its rule id, severity, file and line, a short excerpt (secrets cut to their
+    first 4 characters) and what to do about it.
+
+    \b
+    Examples:
+      skillmeat-pipeline findings --severity high
+      skillmeat-pipeline findings --source anthropics/skills --json
+    """
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}")
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    found = catalog.findings(
+        source_key=source_key,
+        min_severity=Severity(severity) if severity else None,
+        limit=limit + 1,
+    )
+    shown = found[:limit]
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in shown], indent=2))
+    elif not shown:
+        click.echo("no findings")
+    else:
+        rows = [
+            (
+                f.finding.severity.value,
+                f.finding.rule,
+                f.source_key,
+                f"{f.artifact_type.value}:{printable(f.path)}",
+                f"{printable(f.finding.file)}:{f.finding.line}",
+                f.finding.excerpt,
+            )
+            for f in shown
+        ]
+        headers = ("SEVERITY", "RULE", "SOURCE", "ARTIFACT", "WHERE", "EXCERPT")
+        click.echo(format_rows(headers, rows, max_width=60))
+    if len(found) > limit:
+        click.echo(f"more than {limit} findings; showing the first {limit} (--limit)", err=True)
 
 
 # -- demo -----------------------------------------------------------------------------------------

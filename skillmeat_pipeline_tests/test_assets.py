@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from skillmeat_pipeline.defs.index.checks import INDEX_CHECK_SPECS
 from skillmeat_pipeline.testing.git_server import Fault
 from skillmeat_pipeline_tests.conftest import ARTIFACT_KINDS, corpus_table
 from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline
@@ -153,7 +154,7 @@ def test_a_batched_run_gives_every_partition_its_own_metadata(pipeline: Pipeline
     distinct = {json.dumps(m, sort_keys=True, default=str) for m in metadata.values()}
     assert len(distinct) == 25
     checks = pipeline.events(result, dg.DagsterEventType.ASSET_CHECK_EVALUATION)
-    assert len(checks) == 50 and all(c.passed for c in checks)
+    assert len(checks) == 25 * len(INDEX_CHECK_SPECS) and all(c.passed for c in checks)
 
 
 def test_a_transient_clone_error_is_retried_once_then_the_clone_path_succeeds(pipeline: Pipeline):

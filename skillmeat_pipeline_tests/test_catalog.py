@@ -270,19 +270,27 @@ def test_upgrading_a_0002_catalog_keeps_its_rows_in_the_new_vocabulary(
         catalog.dispose()
 
 
-def scan_at_0003(catalog: Catalog, entries: list[CatalogEntry], commit: str) -> None:
-    """A first scan written as the code of revision 0003 wrote it (today's writes need columns
-    added later)."""
-    rows = [
-        e.model_dump(mode="json", exclude={"indexed_at"})
-        | {"status": NEW, "first_seen_commit": commit, "indexed_commit": commit, "indexed_at": T0}
-        for e in entries
-    ]
+def write_as_stored_then(catalog: Catalog, entries: list[CatalogEntry], commit: str) -> None:
+    """A first scan's rows as a catalog at an older revision holds them: only its columns."""
     with catalog.engine.begin() as conn:
-        conn.execute(sa.insert(catalog_entries), rows)
+        columns = {column["name"] for column in sa.inspect(conn).get_columns("catalog_entries")}
+        rows = [
+            e.model_dump(mode="json")
+            | {
+                "status": NEW,
+                "first_seen_commit": commit,
+                "indexed_commit": commit,
+                "indexed_at": T0,
+            }
+            for e in entries
+        ]
         conn.execute(
-            sa.text("UPDATE sources SET last_indexed_commit_sha = :c WHERE key = :k"),
-            {"c": commit, "k": entries[0].source_key},
+            sa.insert(catalog_entries), [{k: v for k, v in r.items() if k in columns} for r in rows]
+        )
+        conn.execute(
+            sa.update(sources)
+            .where(sources.c.key.in_({e.source_key for e in entries}))
+            .values(last_indexed_commit_sha=commit, last_status=SourceStatus.SCANNED)
         )
 
 
@@ -316,7 +324,7 @@ def test_the_type_joins_the_entry_key_without_losing_rows(
         upgrade_to(catalog, "0003")  # the key was (source_key, path)
         insert_source_row(catalog, SOURCE)
         pdf = entry("skills/pdf", description="Extracts tables from PDF files")
-        scan_at_0003(catalog, [pdf, entry("skills/xlsx")], "c1")
+        write_as_stored_then(catalog, [pdf, entry("skills/xlsx")], "c1")
 
         catalog.migrate()
 
@@ -969,7 +977,7 @@ def test_upgrading_to_plugin_sources_keeps_rows_as_file_sources(
         catalog = Catalog.from_url(url)
         upgrade_to(catalog, "0004")
         insert_source_row(catalog, SOURCE)
-        scan_at_0003(catalog, [entry("skills/pdf", description="Extracts tables")], "c1")
+        write_as_stored_then(catalog, [entry("skills/pdf", description="Extracts tables")], "c1")
 
         catalog.migrate()
 

@@ -13,10 +13,11 @@ def test_table_lists_every_artifact_with_a_summary():
     result = CliRunner().invoke(main, ["detect", SUPERPOWERS])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
-    assert lines[0].split() == ["TYPE", "NAME", "PATH", "CONF", "PROBLEMS"]
+    assert lines[0].split() == ["TYPE", "NAME", "PATH", "CONF", "PROBLEMS", "RISK"]
     assert any(
         line.split()[:3] == ["skill", "brainstorming", "skills/brainstorming"] for line in lines
     )
+    assert {line.split()[-1] for line in lines[1:-1]} <= {"-", "low", "medium", "high"}
     assert lines[-1] == "16 artifacts: 1 hook, 1 plugin, 14 skill"
 
 

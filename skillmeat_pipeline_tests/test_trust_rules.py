@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from skillmeat_pipeline.lib.core.files import artifact_file_paths
 from skillmeat_pipeline.lib.core.models import MODE_BLOB, ArtifactType, DetectedArtifact, TreeEntry
 from skillmeat_pipeline.lib.trust import (
     RULES,
@@ -20,8 +21,8 @@ from skillmeat_pipeline.lib.trust import (
     findings_for_files,
     risk_of,
 )
-from skillmeat_pipeline.lib.trust.docs import render
-from skillmeat_pipeline.lib.trust.files import artifact_file_paths, findings_of, read_artifact_files
+from skillmeat_pipeline.lib.trust.docs import readme_with_table, render
+from skillmeat_pipeline.lib.trust.files import findings_of, read_artifact_files
 from skillmeat_pipeline.lib.trust.rules import EXAMPLE_SECRETS, TRIGGERS, Example
 from skillmeat_pipeline.lib.trust.scan import file_kind
 from skillmeat_pipeline.lib.trust.text import ELLIPSIS, MAX_EXCERPT, shannon_entropy
@@ -119,6 +120,16 @@ def test_the_rules_document_is_current_and_names_every_rule() -> None:
     for rule in RULES:
         assert f"### {rule.id}\n" in document
         assert f"`{rule.id}`" in document
+
+
+def test_the_readme_carries_every_rule_with_its_severity_and_why() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_with_table(readme) == readme, (
+        "run: python -m skillmeat_pipeline.lib.trust.docs --readme README.md"
+    )
+    for rule in RULES:
+        [row] = [line for line in readme.splitlines() if line.startswith(f"| `{rule.id}` |")]
+        assert f"| {rule.severity.value} |" in row and rule.why.replace("|", "\\|") in row
 
 
 def test_the_package_is_plain_python_importing_only_core() -> None:
@@ -507,7 +518,6 @@ def test_files_of_artifacts_are_read_once_and_findings_map_back() -> None:
 
     assert artifact_file_paths(skill, sorted(files)) == [
         "skills/a/SKILL.md",
-        "skills/a/logo.png",
         "skills/a/scripts/i.sh",
     ]
     read = read_artifact_files(snapshot, [skill, agent, skill])

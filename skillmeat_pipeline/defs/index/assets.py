@@ -22,6 +22,8 @@ from skillmeat_pipeline.defs.index.checks import (
     INDEX_ASSET_KEY,
     INDEX_CHECK_SPECS,
     check_evaluations,
+    no_high_risk_evaluation,
+    source_risk,
 )
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.defs.index.run_log import tree_in_run_log
@@ -250,6 +252,7 @@ def partition_metadata(written: Written) -> dict[str, Any]:
         "rows_affected": written.rows_affected,
         "clone_ms": cost.clone_ms,
         "extract_ms": cost.extract_ms,
+        "findings_ms": cost.findings_ms,
         "write_ms": written.write_ms,
         "total_ms": round(cost.busy_ns() / 1e6),
         "api_calls": cost.api_calls,
@@ -314,6 +317,8 @@ def write_index_rows(
                     },
                 )
                 metadata = partition_metadata(written)
+                risk = source_risk(store, outcome)
+                metadata |= risk.metadata()
                 if trace_id:
                     metadata["otel_trace_id"] = dg.MetadataValue.text(trace_id)
                     if trace_url := run_telemetry.trace_url(trace_id):
@@ -323,6 +328,7 @@ def write_index_rows(
                     asset_key=INDEX_ASSET_KEY, partition=outcome.source_key, metadata=metadata
                 )
                 yield from check_evaluations(outcome)
+                yield no_high_risk_evaluation(outcome.source_key, risk)
     finally:
         # a run stopped half-way writes no more rows than it reported
         writer.shutdown(wait=True, cancel_futures=True)

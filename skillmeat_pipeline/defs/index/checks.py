@@ -1,8 +1,14 @@
 """Asset checks of `marketplace_index`, evaluated per partition by the op that writes the rows."""
 
+from dataclasses import dataclass
+from typing import Any
+
 import dagster as dg
 
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
+from skillmeat_pipeline.lib.catalog.store import Catalog, SourceFinding
+from skillmeat_pipeline.lib.core.findings import RiskCounts, Severity
+from skillmeat_pipeline.lib.core.untrusted import printable
 from skillmeat_pipeline.lib.fetch.github.client import DEFAULT_CALL_BUDGET
 from skillmeat_pipeline.lib.scan.outcomes import Current, Scanned, Superseded, count_collapsed
 
@@ -23,7 +29,18 @@ ARTIFACT_COUNT_STABLE = dg.AssetCheckSpec(
     partitions_def=marketplace_sources,
     description="The artifact count did not drop by more than half while the tree did not shrink.",
 )
-INDEX_CHECK_SPECS = [API_CALLS_WITHIN_BUDGET, ARTIFACT_COUNT_STABLE]
+NO_HIGH_RISK_ARTIFACTS = dg.AssetCheckSpec(
+    "no_high_risk_artifacts",
+    asset=INDEX_ASSET_KEY,
+    partitions_def=marketplace_sources,
+    description=(
+        "No artifact has a high-severity security finding (remote code run, exfiltration, live "
+        "secrets, destructive commands, hidden instructions; SPEC §5.5)."
+    ),
+)
+INDEX_CHECK_SPECS = [API_CALLS_WITHIN_BUDGET, ARTIFACT_COUNT_STABLE, NO_HIGH_RISK_ARTIFACTS]
+# the check's metadata shows this many high findings; `skillmeat-pipeline findings` lists all
+MAX_FINDINGS_IN_METADATA = 20
 
 
 def check_evaluations(result: Current | Scanned | Superseded) -> list[dg.AssetCheckEvaluation]:
@@ -60,3 +77,66 @@ def check_evaluations(result: Current | Scanned | Superseded) -> list[dg.AssetCh
             ),
         ),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRisk:
+    """A source's artifacts by risk and its high findings, after its run."""
+
+    counts: RiskCounts
+    high: list[SourceFinding]
+
+    def metadata(self) -> dict[str, int]:
+        """Numeric partition metadata, so the UI plots them."""
+        return {"high_risk_count": self.counts.high, "medium_risk_count": self.counts.medium}
+
+
+def source_risk(catalog: Catalog, result: Current | Scanned) -> SourceRisk:
+    """From the scanned entries, or from the catalog when the stored index is still current."""
+    key = result.source_key
+    if isinstance(result, Current):
+        counts = catalog.risk_counts([key])[key]
+        return SourceRisk(counts, catalog.findings(source_key=key, min_severity=Severity.HIGH))
+    high = [
+        SourceFinding(key, entry.artifact_type, entry.path, entry.name, finding)
+        for entry in result.entries
+        for finding in entry.findings or ()
+        if finding.severity is Severity.HIGH
+    ]
+    high.sort(key=lambda f: (f.path, f.artifact_type.value, f.finding.file, f.finding.line))
+    return SourceRisk(RiskCounts.of(entry.risk for entry in result.entries), high)
+
+
+def no_high_risk_evaluation(source_key: str, risk: SourceRisk) -> dg.AssetCheckEvaluation:
+    """WARN when an artifact of the source has a high finding; the first ones as metadata."""
+    shown: list[dict[str, Any]] = [
+        {
+            "artifact": f"{f.artifact_type.value}:{printable(f.path)}",
+            "rule": f.finding.rule,
+            "file": printable(f.finding.file),
+            "line": f.finding.line,
+            "excerpt": f.finding.excerpt,  # secrets masked, control characters escaped
+            "message": f.finding.message,
+        }
+        for f in risk.high[:MAX_FINDINGS_IN_METADATA]
+    ]
+    rules = sorted({f.finding.rule for f in risk.high})
+    return dg.AssetCheckEvaluation(
+        asset_key=INDEX_ASSET_KEY,
+        check_name=NO_HIGH_RISK_ARTIFACTS.name,
+        partition=source_key,
+        passed=risk.counts.high == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "high_risk_count": risk.counts.high,
+            "high_finding_count": len(risk.high),
+            "rules": dg.MetadataValue.text(", ".join(rules) or "none"),
+            "findings": dg.MetadataValue.json(shown),
+        },
+        description=(
+            f"{risk.counts.high} artifact(s) with high-severity findings ({', '.join(rules)}); "
+            f"`skillmeat-pipeline findings --source {source_key} --severity high` lists them"
+            if risk.counts.high
+            else None
+        ),
+    )

@@ -35,6 +35,7 @@ from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
 from typing_extensions import override  # typing.override from Python 3.12
 
 from skillmeat_pipeline.lib.catalog.migrations import upgrade_to_head
+from skillmeat_pipeline.lib.core.findings import Finding, RiskCounts, Severity
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
     ArtifactStatus,
@@ -169,6 +170,8 @@ catalog_entries = sa.Table(
     sa.Column("confidence", sa.Integer(), nullable=False),
     sa.Column("signals", _JSON, nullable=False),
     sa.Column("problems", _JSON, nullable=False),
+    sa.Column("findings", _JSON),
+    sa.Column("risk", sa.Text()),
     sa.Column("content_sha", sa.Text(), nullable=False),
     sa.Column("manifest_path", sa.Text()),
     sa.Column("upstream_url", sa.Text()),
@@ -188,6 +191,7 @@ catalog_entries = sa.Table(
         "status IN ('new', 'updated', 'unchanged', 'removed')",
         name="ck_catalog_entries_status_known",
     ),
+    sa.Index("ix_catalog_entries_source_key_risk", "source_key", "risk"),
 )
 
 push_events = sa.Table(
@@ -316,6 +320,8 @@ class SearchHit(BaseModel):
     tags: list[str]
     upstream_url: str | None
     confidence: int
+    risk: Severity | None
+    findings: list[Finding] | None
     score: float
     # where a user installs it from: `plugin@marketplace` (Claude Code's name for a plugin)
     marketplace: str | None = None
@@ -324,6 +330,30 @@ class SearchHit(BaseModel):
     @property
     def install_name(self) -> str | None:
         return f"{self.plugin}@{self.marketplace}" if self.plugin and self.marketplace else None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFinding:
+    """One finding of one live catalog entry, as `Catalog.findings` lists them."""
+
+    source_key: str
+    artifact_type: ArtifactType
+    path: str
+    name: str
+    finding: Finding
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_key": self.source_key,
+            "artifact_type": self.artifact_type.value,
+            "path": self.path,
+            "name": self.name,
+            **self.finding.to_dict(),
+        }
+
+
+# `--max-risk none`: only entries without any finding
+NO_RISK = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -944,9 +974,13 @@ class Catalog:
         *,
         artifact_type: ArtifactType | str | None = None,
         source_key: str | None = None,
+        max_risk: Severity | str | None = None,
         limit: int = 20,
     ) -> list[SearchHit]:
         """Entries matching every word of `query`, best first; removed entries never match.
+
+        `max_risk` keeps entries whose risk is at most that severity, or `"none"`: only entries
+        without findings.
 
         Any text is safe. SQLite treats every term as a plain word (see `fts5_match`); PostgreSQL
         reads it with websearch_to_tsquery, which also honours "phrases", `or` and `-word` and
@@ -981,6 +1015,7 @@ class Catalog:
             statement.add_columns(
                 *catalog_entries.c["source_key", "path", "artifact_type", "name", "title"],
                 *catalog_entries.c["description", "tags", "upstream_url", "confidence"],
+                *catalog_entries.c["risk", "findings"],
                 catalog_entries.c.plugin_path,
                 sources.c.marketplace_key,
                 sources.c.plugin,
@@ -989,6 +1024,8 @@ class Catalog:
             .join_from(catalog_entries, sources, sources.c.key == catalog_entries.c.source_key)
             .where(catalog_entries.c.status != ArtifactStatus.REMOVED)
         )
+        if max_risk is not None:
+            statement = statement.where(_risk_at_most(max_risk))
         if artifact_type is not None:
             statement = statement.where(
                 catalog_entries.c.artifact_type == ArtifactType(artifact_type)
@@ -1033,6 +1070,76 @@ class Catalog:
             catalog_entries.c.path.in_(sorted({path for _, path in wanted})),
         )
         return {(r.source_key, r.path): r.name for r in conn.execute(query)}
+
+    def risk_counts(self, keys: Sequence[str] | None = None) -> dict[str, RiskCounts]:
+        """How many live entries of each source have each risk: every source with an entry, or
+        every one of `keys` (zeros included)."""
+        risk = catalog_entries.c.risk
+        query = (
+            sa.select(catalog_entries.c.source_key, risk, sa.func.count().label("n"))
+            .where(catalog_entries.c.status != ArtifactStatus.REMOVED, risk.is_not(None))
+            .group_by(catalog_entries.c.source_key, risk)
+        )
+        wanted = sorted(set(keys)) if keys is not None else None
+        # in slices: SQLite allows a limited number of bound parameters per statement
+        slices = (
+            [query]
+            if wanted is None
+            else [
+                query.where(catalog_entries.c.source_key.in_(wanted[start : start + 500]))
+                for start in range(0, len(wanted), 500)
+            ]
+        )
+        counts: dict[str, dict[str, int]] = {key: {} for key in wanted or ()}
+        with self.engine.connect() as conn:
+            for statement in slices:
+                for row in conn.execute(statement):
+                    counts.setdefault(row.source_key, {})[row.risk] = row.n
+        return {key: RiskCounts(**by_risk) for key, by_risk in counts.items()}
+
+    def findings(
+        self,
+        *,
+        source_key: str | None = None,
+        min_severity: Severity | None = None,
+        limit: int | None = None,
+    ) -> list[SourceFinding]:
+        """Findings of live entries, at least `min_severity`, highest severity first.
+
+        Then by source, path, type, file and line; at most `limit`.
+        """
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        risks = Severity.at_least(min_severity or Severity.LOW)
+        query = sa.select(
+            *catalog_entries.c["source_key", "artifact_type", "path", "name", "findings"]
+        ).where(
+            catalog_entries.c.status != ArtifactStatus.REMOVED,
+            catalog_entries.c.risk.in_([r.value for r in risks]),
+        )
+        if source_key is not None:
+            query = query.where(catalog_entries.c.source_key == source_key)
+        found: list[SourceFinding] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                entry = _FindingsRow.model_validate(row._asdict())
+                found.extend(
+                    SourceFinding(row.source_key, entry.artifact_type, row.path, row.name, f)
+                    for f in entry.findings or ()
+                    if f.severity in risks
+                )
+        found.sort(
+            key=lambda f: (
+                -f.finding.severity.rank,
+                f.source_key,
+                f.path,
+                f.artifact_type.value,
+                f.finding.file,
+                f.finding.line,
+                f.finding.rule,
+            )
+        )
+        return found if limit is None else found[:limit]
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -1088,6 +1195,19 @@ def _check_version(
 ) -> None:
     if expected_version is not None and row.scan_version != expected_version:
         raise ScanSupersededError(source_key, expected_version, row)
+
+
+class _FindingsRow(BaseModel):
+    artifact_type: ArtifactType
+    findings: list[Finding] | None
+
+
+def _risk_at_most(max_risk: Severity | str) -> sa.ColumnElement[bool]:
+    risk = catalog_entries.c.risk
+    if max_risk == NO_RISK:
+        return risk.is_(None)
+    allowed = [s.value for s in Severity.at_most(Severity(max_risk))]
+    return sa.or_(risk.is_(None), risk.in_(allowed))
 
 
 def _match(source_key: str, key: ArtifactKey) -> dict[str, Any]:

@@ -6,14 +6,13 @@ and left what matters in the artifact's metadata.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
-from skillmeat_pipeline.lib.core.detection import DEFAULT_IGNORED_SEGMENTS, score_confidence
+from skillmeat_pipeline.lib.core.detection import score_confidence
+from skillmeat_pipeline.lib.core.files import artifact_file_paths, artifact_folder
 from skillmeat_pipeline.lib.core.manifests import (
     collect_deep_text,
     normalize_list,
@@ -30,47 +29,9 @@ from skillmeat_pipeline.lib.core.models import (
 )
 
 MARKDOWN_KINDS = frozenset({ArtifactType.SKILL, ArtifactType.AGENT, ArtifactType.COMMAND})
-FOLDER_KINDS = frozenset({ArtifactType.SKILL, ArtifactType.PLUGIN})
 # Commands are named by their path (`git:commit`); a frontmatter name would lose the namespace.
 FRONTMATTER_NAMED_KINDS = frozenset({ArtifactType.SKILL, ArtifactType.AGENT})
 METADATA_FRONTMATTER_KEYS = ("argument-hint", "version", "license")
-# Reading these only to find they are not text would cost a request each on the API path.
-BINARY_SUFFIXES = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".gif",
-    ".webp",
-    ".ico",
-    ".bmp",
-    ".pdf",
-    ".zip",
-    ".gz",
-    ".tgz",
-    ".bz2",
-    ".xz",
-    ".7z",
-    ".jar",
-    ".woff",
-    ".woff2",
-    ".ttf",
-    ".otf",
-    ".eot",
-    ".mp3",
-    ".mp4",
-    ".mov",
-    ".wav",
-    ".wasm",
-    ".so",
-    ".dylib",
-    ".dll",
-    ".exe",
-    ".pyc",
-    ".class",
-    ".docx",
-    ".xlsx",
-    ".pptx",
-)
 
 
 def extract_catalog_entries(
@@ -156,10 +117,7 @@ class _Extractor:
     def upstream_url_of(self, artifact: DetectedArtifact) -> str | None:
         if self.upstream_base is None:
             return None
-        if artifact.artifact_type in FOLDER_KINDS:
-            path = _folder_of(artifact)
-        else:
-            path = artifact.manifest_path or artifact.path
+        path = artifact_folder(artifact) or artifact.manifest_path or artifact.path
         return self.upstream_base if path == "." else f"{self.upstream_base}/{quote(path)}"
 
     def extract(self, artifact: DetectedArtifact) -> CatalogEntry:
@@ -254,41 +212,12 @@ class _Extractor:
         self, artifact: DetectedArtifact, problems: list[str]
     ) -> Iterator[tuple[str, bytes]]:
         """The artifact's files, read one at a time: the deep text keeps only what fits its cap."""
-        for path in self._file_paths(artifact):
+        if self._blob_paths is None:
+            self._blob_paths = sorted(e.path for e in self.snapshot.entries if e.is_blob)
+        for path in artifact_file_paths(artifact, self._blob_paths):
             data = self._read(path, problems)
             if data is not None:
                 yield path, data
-
-    def _file_paths(self, artifact: DetectedArtifact) -> list[str]:
-        if artifact.artifact_type not in FOLDER_KINDS:
-            return [artifact.manifest_path] if artifact.manifest_path else []
-        folder = _folder_of(artifact)
-        prefix = "" if folder == "." else folder + "/"
-        if self._blob_paths is None:
-            self._blob_paths = sorted(e.path for e in self.snapshot.entries if e.is_blob)
-        paths = self._blob_paths
-        # The manifest goes first so that it is the last thing the deep-text cap cuts.
-        selected = [artifact.manifest_path] if artifact.manifest_path else []
-        # Paths under one folder are contiguous in sorted order.
-        for path in islice(paths, bisect.bisect_left(paths, prefix), None):
-            if not path.startswith(prefix):
-                break
-            relative = path[len(prefix) :]
-            if (
-                path == artifact.manifest_path
-                or path.lower().endswith(BINARY_SUFFIXES)
-                or any(segment in DEFAULT_IGNORED_SEGMENTS for segment in relative.split("/"))
-            ):
-                continue
-            selected.append(path)
-        return selected
-
-
-def _folder_of(artifact: DetectedArtifact) -> str:
-    """The folder a skill or plugin is: where a symlink leads, or a marketplace entry points."""
-    return str(
-        artifact.metadata.get("real_path") or artifact.metadata.get("plugin_root") or artifact.path
-    )
 
 
 def _string(value: Any) -> str | None:

@@ -11,7 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
+
+from skillmeat_pipeline.lib.core.findings import Finding, Severity, risk_of
 
 # git file modes, as both libgit2 and the GitHub trees API report them
 MODE_TREE = 0o040000
@@ -133,6 +135,10 @@ class CatalogEntry(BaseModel):
     confidence: int = Field(ge=0, le=100)
     signals: list[str] = Field(default_factory=list)
     problems: list[str] = Field(default_factory=list)
+    # Security findings (SPEC §5.5), set by the scan layer; None: not computed yet (a row stored
+    # before findings existed, or an entry straight out of extraction).
+    findings: list[Finding] | None = None
+    risk: Severity | None = None  # the highest severity among `findings`
     content_sha: str
     manifest_path: str | None = None
     upstream_url: str | None = None
@@ -145,7 +151,16 @@ class CatalogEntry(BaseModel):
     indexed_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _risk_follows_findings(self) -> CatalogEntry:
+        self.risk = risk_of(self.findings or ())
+        return self
+
     @property
     def key(self) -> ArtifactKey:
         """The artifact within its source: a skill folder can also be a plugin."""
         return (self.artifact_type, self.path)
+
+    def with_findings(self, findings: list[Finding]) -> CatalogEntry:
+        """A copy carrying `findings` and the risk they make."""
+        return self.model_copy(update={"findings": findings, "risk": risk_of(findings)})

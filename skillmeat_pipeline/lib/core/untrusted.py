@@ -35,9 +35,11 @@ MAX_PATH_CHARS = 4096
 MAX_RECORDED_PATH_PROBLEMS = 20
 
 # C0 and C1 controls, DEL, line and paragraph separators, bidirectional and zero-width format
-# characters, the byte order mark, and surrogates (bytes a decoder could not read).
+# characters, the byte order mark, tag characters (invisible text) and surrogates (bytes a
+# decoder could not read).
 _UNPRINTABLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff"
+    "\U000e0000-\U000e007f]"
 )
 # What makes a path unusable as a catalog key: controls (newline, CR, ESC), surrogates, and the
 # replacement character, which is what a name that is not UTF-8 becomes on every fetch path.
@@ -64,7 +66,9 @@ def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     if 0xDC80 <= code <= 0xDCFF:  # a byte that `surrogateescape` kept
         return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def path_problem(path: str) -> str | None:

@@ -49,7 +49,8 @@ class ScanCost:
     archive_bytes: int = 0  # repository archive bytes received on the API path, in bytes_fetched
     bytes_fetched: int = 0
     clone_ms: int = 0
-    extract_ms: int = 0
+    extract_ms: int = 0  # detection + extraction
+    findings_ms: int = 0  # the trust rules: reading the artifacts' files and matching them
     phases: tuple[Phase, ...] = ()
     responses: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
@@ -70,6 +71,7 @@ class ScanCost:
         bytes_fetched: int = 0,
         clone_ms: int = 0,
         extract_ms: int = 0,
+        findings_ms: int = 0,
         responses: Mapping[tuple[str, str], int] | None = None,
     ) -> ScanCost:
         merged = dict(self.responses)
@@ -83,6 +85,7 @@ class ScanCost:
             bytes_fetched=self.bytes_fetched + bytes_fetched,
             clone_ms=self.clone_ms + clone_ms,
             extract_ms=self.extract_ms + extract_ms,
+            findings_ms=self.findings_ms + findings_ms,
             responses=merged,
         )
 

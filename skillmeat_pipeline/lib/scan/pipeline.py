@@ -62,7 +62,6 @@ from skillmeat_pipeline.lib.core.strategy import (
 from skillmeat_pipeline.lib.core.untrusted import (
     TreeTooLargeError,
     printable,
-    record_path_problems,
     screen_snapshot,
 )
 from skillmeat_pipeline.lib.fetch.git.clone import (
@@ -82,6 +81,7 @@ from skillmeat_pipeline.lib.fetch.github.client import (
     RateLimited,
     ScanStats,
 )
+from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.cost import OpenPhase, Timeline
 from skillmeat_pipeline.lib.scan.outcomes import (
     Current,
@@ -328,14 +328,20 @@ class _ListingOnly:
         return b""
 
 
+def _plugin_entry(source: SourceConfig) -> dict[str, Any] | None:
+    """The marketplace entry a plugin source's root is the plugin of (None: not a plugin source)."""
+    if not isinstance(source, PluginSourceConfig):
+        return None
+    return source.entry or {"name": source.plugin}
+
+
 def _detect(snapshot: TreeSnapshot, source: SourceConfig) -> Detection:
-    plugin = source if isinstance(source, PluginSourceConfig) else None
     return detect_artifacts(
         snapshot,
         root_hint=source.root_hint,
         exclude=source.exclude,
         repo_name=source.github or source.key,
-        plugin_entry=(plugin.entry or {"name": plugin.plugin}) if plugin else None,
+        plugin_entry=_plugin_entry(source),
     )
 
 
@@ -440,21 +446,24 @@ def _scanned(
     previous: Mapping[ArtifactKey, CatalogEntry],
     read_ahead: Callable[[Detection], None] | None = None,
 ) -> Scanned:
-    """Detection and extraction of a fetched tree, as the outcome of `plan` (cost added later).
-
-    Paths that cannot be indexed are left out first (`screen_snapshot`); each is a problem of the
-    skill or plugin folder that holds it, or of the source, and the rest is indexed.
-    `read_ahead` is given the detection before extraction reads anything.
-    """
-    started = time.monotonic()
+    """Detection, extraction and findings of a fetched tree, as the outcome of `plan` (cost
+    added later). `read_ahead` is given the detection before extraction reads anything."""
     source = plan.source
     with timeline.phase("extract") as phase:
-        screened = screen_snapshot(snapshot)
-        detection = _detect(screened, source)
-        if read_ahead is not None:
-            read_ahead(detection)
+        indexed = index_tree(
+            snapshot,
+            source_key=plan.key,
+            repo_name=source.github or source.key,
+            root_hint=source.root_hint,
+            exclude=source.exclude,
+            upstream_url=upstream_url(source, snapshot.commit_sha),
+            deep_indexing=source.deep_indexing,
+            previous=previous,
+            plugin_entry=_plugin_entry(source),
+            read_ahead=read_ahead,
+        )
+        detection, entries, screened = indexed.detection, indexed.entries, indexed.screened
         marketplace = _with_plugin_source_problems(plan.key, source, detection.marketplace)
-        problems = record_path_problems(screened, detection) + detection.problems
         if screened.skipped:
             phase.note("paths skipped", count=len(screened.skipped))
             _log(
@@ -466,19 +475,14 @@ def _scanned(
                 event="paths_skipped",
                 skipped=len(screened.skipped) + screened.skipped_below,
             )
-        entries = extract_catalog_entries(
-            screened,
-            detection,
-            source_key=plan.key,
-            upstream_url=upstream_url(source, snapshot.commit_sha),
-            deep_indexing=source.deep_indexing,
-            previous=previous,
-        )
         phase.set(
             artifact_count=len(entries),
             success_count=sum(1 for e in entries if not e.problems),
+            findings_ms=indexed.findings.findings_ms,
+            findings_files=indexed.findings.files,
+            blob_reads=indexed.blob_reads,
         )
-    timeline.spend(extract_ms=_ms_since(started))
+    timeline.spend(extract_ms=indexed.extract_ms, findings_ms=indexed.findings.findings_ms)
     target = build_clone_target(
         strategy,
         [e.path for e in entries],
@@ -495,7 +499,7 @@ def _scanned(
         previous_target=plan.previous_target,
         fallback_reason=plan.fallback_reason,
         base_version=plan.base_version,
-        problems=tuple(problems),
+        problems=tuple(indexed.problems),
     )
 
 

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from skillmeat_pipeline.lib.trust.findings import Severity
+from skillmeat_pipeline.lib.core.findings import Severity
 from skillmeat_pipeline.lib.trust.text import looks_random
 
 HIGH, MEDIUM, LOW = Severity.HIGH, Severity.MEDIUM, Severity.LOW

@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator, Mapping
 from functools import cache
 from typing import Any
 
-from skillmeat_pipeline.lib.core.extraction import BINARY_SUFFIXES
+from skillmeat_pipeline.lib.core.files import BINARY_SUFFIXES
+from skillmeat_pipeline.lib.core.findings import Finding, risk_of
 from skillmeat_pipeline.lib.trust import rules as R
-from skillmeat_pipeline.lib.trust.findings import Finding, risk_of
 from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID, TRIGGERS, Hit, Rule, Trigger
 from skillmeat_pipeline.lib.trust.text import excerpt
 

@@ -6,6 +6,8 @@ import math
 import re
 from collections import Counter
 
+from skillmeat_pipeline.lib.core.untrusted import printable
+
 MAX_EXCERPT = 160
 # A masked secret shows this many characters, then an ellipsis.
 MASK_KEEP = 4
@@ -55,12 +57,6 @@ _SECRET_SHAPES = re.compile(
     r"(?:A[KS]IA|AIza|gh[pousr]_|github_pat_|sk-|xox[bpars]-)[A-Za-z0-9_\-]{8,}"
     r"|[A-Za-z0-9_+/=\-]{20,}"
 )
-_ESCAPES = {"\t": "\\t", "\r": "\\r", "\n": "\\n"}
-# Control characters, and the invisible or direction-changing characters an excerpt must show.
-_CONTROL = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
-    "\U000e0000-\U000e007f\t\r\n]"
-)
 
 
 def mask_secrets(text: str) -> str:
@@ -77,23 +73,6 @@ def mask_secrets(text: str) -> str:
     return _SECRET_SHAPES.sub(replace, text)
 
 
-def escape_controls(text: str) -> str:
-    """Control and invisible characters as visible escapes (`\\t`, `\\x1b`, `\\u202e`)."""
-
-    def replace(match: re.Match[str]) -> str:
-        char = match.group()
-        if char in _ESCAPES:
-            return _ESCAPES[char]
-        code = ord(char)
-        if code <= 0xFF:
-            return f"\\x{code:02x}"
-        if code <= 0xFFFF:
-            return f"\\u{code:04x}"
-        return f"\\U{code:08x}"
-
-    return _CONTROL.sub(replace, text)
-
-
 def excerpt(line: str, column: int = 0, *, secrets: tuple[str, ...] = ()) -> str:
     """At most MAX_EXCERPT characters of `line` around `column`, escaped and with secrets masked.
 
@@ -102,7 +81,7 @@ def excerpt(line: str, column: int = 0, *, secrets: tuple[str, ...] = ()) -> str
     for value in secrets:
         if value:
             line = line.replace(value, mask(value))
-    text = escape_controls(mask_secrets(line.strip()))
+    text = printable(mask_secrets(line.strip()))
     if len(text) <= MAX_EXCERPT:
         return text
     # Keep the match in view: start a little before it, mark what was cut with an ellipsis.

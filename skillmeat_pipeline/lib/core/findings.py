@@ -1,4 +1,9 @@
-"""What the trust rules report: one `Finding` per rule, file and line, and the `Severity` scale."""
+"""Security findings (SPEC §5.5) as catalog entries carry them: one `Finding` per rule, file and
+line, the `Severity` scale and an artifact's `risk`.
+
+The shapes live in core so that the catalog, the CLI and the Dagster layer can read them; the rules
+that produce them are in `lib/trust`.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +24,19 @@ class Severity(StrEnum):
     def rank(self) -> int:
         return _RANK[self]
 
+    @classmethod
+    def at_least(cls, minimum: Severity) -> list[Severity]:
+        """`minimum` and every severity above it, highest first."""
+        return [s for s in SEVERITIES if s.rank >= minimum.rank]
+
+    @classmethod
+    def at_most(cls, maximum: Severity) -> list[Severity]:
+        """`maximum` and every severity below it, highest first."""
+        return [s for s in SEVERITIES if s.rank <= maximum.rank]
+
 
 _RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3}
+SEVERITIES = (Severity.HIGH, Severity.MEDIUM, Severity.LOW)  # highest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,3 +71,23 @@ def risk_of(findings: Iterable[Finding]) -> Severity | None:
             if best is Severity.HIGH:
                 break
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class RiskCounts:
+    """How many artifacts of a source have each risk (artifacts without findings not counted)."""
+
+    high: int = 0
+    medium: int = 0
+    low: int = 0
+
+    @classmethod
+    def of(cls, risks: Iterable[Severity | None]) -> RiskCounts:
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for risk in risks:
+            if risk is not None:
+                counts[risk] += 1
+        return cls(counts[Severity.HIGH], counts[Severity.MEDIUM], counts[Severity.LOW])
+
+    def to_dict(self) -> dict[str, int]:
+        return {"high": self.high, "medium": self.medium, "low": self.low}
