@@ -299,8 +299,18 @@ def sources_list(as_json: bool) -> None:
 @click.option("--source", "source_key", help="Only this source (its key).")
 @click.option("--limit", default=20, show_default=True, help="At most this many results.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
+@click.option("--all-copies", is_flag=True, help="Every copy of a duplicate, not only the first.")
+@click.option("--min-quality", type=click.IntRange(0, 100), help="Only quality at least this.")
+@click.option("--by-quality", is_flag=True, help="Best quality first, then best match.")
 def search(
-    query: str, artifact_type: str | None, source_key: str | None, limit: int, as_json: bool
+    query: str,
+    artifact_type: str | None,
+    source_key: str | None,
+    limit: int,
+    as_json: bool,
+    all_copies: bool = False,
+    min_quality: int | None = None,
+    by_quality: bool = False,
 ) -> None:
     """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
 
@@ -311,7 +321,15 @@ def search(
     """
     catalog = Catalog.from_env()
     catalog.migrate()
-    hits = catalog.search(query, artifact_type=artifact_type, source_key=source_key, limit=limit)
+    hits = catalog.search(
+        query,
+        artifact_type=artifact_type,
+        source_key=source_key,
+        limit=limit,
+        all_copies=all_copies,
+        min_quality=min_quality,
+        by_quality=by_quality,
+    )
     if as_json:
         click.echo(json.dumps([h.model_dump(mode="json") for h in hits], indent=2))
         return
