@@ -58,6 +58,7 @@ from skillmeat_pipeline.lib.fetch.github.client import (
     RateLimited,
     ScanStats,
 )
+from skillmeat_pipeline.lib.quality.rubric import score_entries
 from skillmeat_pipeline.lib.scan.cost import OpenPhase, Timeline
 from skillmeat_pipeline.lib.scan.outcomes import (
     Current,
@@ -327,6 +328,7 @@ def _scanned(
             deep_indexing=source.deep_indexing,
             previous=previous,
         )
+        entries = score_entries(entries)
         phase.set(
             artifact_count=len(entries),
             success_count=sum(1 for e in entries if not e.problems),
