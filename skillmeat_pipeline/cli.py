@@ -25,6 +25,7 @@ from skillmeat_pipeline.lib.fetch.git.tree import (
     snapshot_commit,
 )
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.quality.rubric import score_entries
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
 
@@ -168,7 +169,9 @@ def detect(
                 detection = detect_artifacts(
                     snapshot, root_hint=root_hint, exclude=exclude, repo_name=key
                 )
-                entries = extract_catalog_entries(snapshot, detection, source_key=key)
+                entries = score_entries(
+                    extract_catalog_entries(snapshot, detection, source_key=key)
+                )
                 extract_ms = round((time.monotonic() - extract_started) * 1000)
     except RepositoryError as exc:
         message = str(exc)
