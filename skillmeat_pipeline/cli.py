@@ -586,6 +586,9 @@ def index(
 )
 @click.option("--limit", default=20, show_default=True, help="At most this many results.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
+@click.option("--all-copies", is_flag=True, help="Every copy of a duplicate, not only the first.")
+@click.option("--min-quality", type=click.IntRange(0, 100), help="Only quality at least this.")
+@click.option("--by-quality", is_flag=True, help="Best quality first, then best match.")
 def search(
     query: str,
     artifact_type: str | None,
@@ -593,6 +596,9 @@ def search(
     max_risk: str | None,
     limit: int,
     as_json: bool,
+    all_copies: bool,
+    min_quality: int | None,
+    by_quality: bool,
 ) -> None:
     """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
 
@@ -608,7 +614,14 @@ def search(
     catalog = Catalog.from_env()
     catalog.migrate()
     hits = catalog.search(
-        query, artifact_type=artifact_type, source_key=source_key, max_risk=max_risk, limit=limit
+        query,
+        artifact_type=artifact_type,
+        source_key=source_key,
+        max_risk=max_risk,
+        limit=limit,
+        all_copies=all_copies,
+        min_quality=min_quality,
+        by_quality=by_quality,
     )
     if as_json:
         shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]

@@ -67,7 +67,8 @@ def definitions_snapshot() -> dict[str, Any]:
             s.name: {
                 "default_status": s.default_status.value,
                 "minimum_interval_seconds": s.minimum_interval_seconds,
-                "job": s.job_name,
+                # an automation condition sensor targets assets, not a job
+                "job": s.job_name if s.has_jobs else None,
             }
             for s in sorted(defs.sensors or [], key=lambda s: s.name)
         },

@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 from typing_extensions import override  # typing.override from Python 3.12
 
+from skillmeat_pipeline.lib.catalog.export import DEFAULT_KEEP, export_dir_from_env
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import (
@@ -210,6 +211,17 @@ class HeadPollingResource(dg.ConfigurableResource):
         return _secret(self.github_token)
 
 
+class ExportLocationResource(dg.ConfigurableResource):
+    """Where `catalog_export` writes its snapshots: `SKILLMEAT_EXPORT_DIR` (default ./exports)
+    unless `directory` is set; the newest `keep` snapshots stay."""
+
+    directory: str | None = None
+    keep: int = DEFAULT_KEEP
+
+    def path(self) -> Path:
+        return Path(self.directory) if self.directory else export_dir_from_env()
+
+
 def resource_defs() -> dict[str, dg.ConfigurableResource]:
     """Every resource of the code location, built from the environment as it is now."""
     github_token = optional_env_var(GITHUB_TOKEN)
@@ -219,6 +231,7 @@ def resource_defs() -> dict[str, dg.ConfigurableResource]:
         "fetchers": FetchersResource(github_token=github_token),
         "telemetry": TelemetryResource(),
         "head_polling": HeadPollingResource(github_token=github_token),
+        "export_location": ExportLocationResource(),
     }
 
 

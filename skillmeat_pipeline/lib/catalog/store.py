@@ -21,6 +21,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -183,9 +184,16 @@ catalog_entries = sa.Table(
     sa.Column("indexed_commit", sa.Text()),
     sa.Column("indexed_at", UTCDateTime()),
     sa.Column("metadata", _JSON, nullable=False),
+    # SPEC §5.5 (migration 0008): quality from lib/quality; clusters from lib/catalog/duplicates
+    sa.Column("quality", sa.Integer()),
+    sa.Column("quality_components", _JSON),
+    sa.Column("duplicate_of", _JSON),
+    sa.Column("copies", sa.Integer()),
+    sa.Column("first_seen_at", UTCDateTime()),
     sa.UniqueConstraint(
         "source_key", "artifact_type", "path", name="uq_catalog_entries_source_key_type_path"
     ),
+    sa.Index("ix_catalog_entries_content_sha", "content_sha"),
     sa.CheckConstraint("confidence BETWEEN 0 AND 100", name="ck_catalog_entries_confidence_range"),
     sa.CheckConstraint(
         "status IN ('new', 'updated', 'unchanged', 'removed')",
@@ -326,6 +334,8 @@ class SearchHit(BaseModel):
     # where a user installs it from: `plugin@marketplace` (Claude Code's name for a plugin)
     marketplace: str | None = None
     plugin: str | None = None
+    quality: int | None = None
+    copies: int | None = None  # the size of its duplicate cluster (None: not computed yet)
 
     @property
     def install_name(self) -> str | None:
@@ -511,6 +521,10 @@ class Catalog:
     def dispose(self) -> None:
         """Close the pooled connections (a test drops its database after this)."""
         self.engine.dispose()
+
+    def begin_write(self) -> AbstractContextManager[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE) for catalog-wide updates beside a scan."""
+        return self._writer.begin()
 
     def migrate(self) -> None:
         """Bring the schema to the latest revision; a no-op when it is, safe from many processes."""
@@ -713,7 +727,7 @@ class Catalog:
                     "indexed_at": indexed_at,
                 }
                 if previous is None:
-                    inserts.append(row)
+                    inserts.append(row | {"first_seen_at": indexed_at})
                 else:
                     updates.append(_match(source_key, key) | row)
             removed = [
@@ -976,11 +990,16 @@ class Catalog:
         source_key: str | None = None,
         max_risk: Severity | str | None = None,
         limit: int = 20,
+        min_quality: int | None = None,
+        all_copies: bool = False,
+        by_quality: bool = False,
     ) -> list[SearchHit]:
         """Entries matching every word of `query`, best first; removed entries never match.
 
         `max_risk` keeps entries whose risk is at most that severity, or `"none"`: only entries
         without findings.
+        A duplicate cluster shows once, as its canonical copy, unless `all_copies`; `min_quality`
+        leaves out entries below it (and those not scored); `by_quality` sorts by quality first.
 
         Any text is safe. SQLite treats every term as a plain word (see `fts5_match`); PostgreSQL
         reads it with websearch_to_tsquery, which also honours "phrases", `or` and `-word` and
@@ -1015,7 +1034,7 @@ class Catalog:
             statement.add_columns(
                 *catalog_entries.c["source_key", "path", "artifact_type", "name", "title"],
                 *catalog_entries.c["description", "tags", "upstream_url", "confidence"],
-                *catalog_entries.c["risk", "findings"],
+                *catalog_entries.c["risk", "findings", "quality", "copies"],
                 catalog_entries.c.plugin_path,
                 sources.c.marketplace_key,
                 sources.c.plugin,
@@ -1026,15 +1045,20 @@ class Catalog:
         )
         if max_risk is not None:
             statement = statement.where(_risk_at_most(max_risk))
+        if not all_copies:
+            statement = statement.where(catalog_entries.c.duplicate_of.is_(None))
+        if min_quality is not None:
+            statement = statement.where(catalog_entries.c.quality >= min_quality)
         if artifact_type is not None:
             statement = statement.where(
                 catalog_entries.c.artifact_type == ArtifactType(artifact_type)
             )
         if source_key is not None:
             statement = statement.where(catalog_entries.c.source_key == source_key)
-        statement = statement.order_by(
-            sa.desc("score"), catalog_entries.c.source_key, catalog_entries.c.path
-        ).limit(limit)
+        order = [sa.desc("score"), catalog_entries.c.source_key, catalog_entries.c.path]
+        if by_quality:
+            order.insert(0, catalog_entries.c.quality.desc().nulls_last())
+        statement = statement.order_by(*order).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(statement).all()
             owners = self._plugin_names(conn, rows)

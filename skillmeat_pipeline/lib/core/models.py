@@ -150,6 +150,9 @@ class CatalogEntry(BaseModel):
     indexed_commit: str | None = None
     indexed_at: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # SPEC §5.5: 0-100 from the rubric of lib/quality (None: not scored), and its parts
+    quality: int | None = Field(default=None, ge=0, le=100)
+    quality_components: dict[str, int] | None = None
 
     @model_validator(mode="after")
     def _risk_follows_findings(self) -> CatalogEntry:

@@ -1,7 +1,9 @@
 """Detection, extraction and trust findings of one tree: what every fetch path and `detect` run.
 
-Paths that cannot be indexed are left out first (`core.untrusted.screen_snapshot`); each is a
-problem of the skill or plugin folder that holds it, or of the source, and the rest is indexed.
+New and updated entries also get the `format.*` findings of their manifest and their quality
+(`lib/quality`). Paths that cannot be indexed are left out first
+(`core.untrusted.screen_snapshot`); each is a problem of the skill or plugin folder that holds it,
+or of the source, and the rest is indexed.
 Whatever the tree came from (a clone, the GitHub API, an archive), its blobs are read through
 `read_blob` of its `TreeSnapshot`, once per scan: a `BlobCache` serves detection, extraction (deep
 indexing) and the trust rules. An entry that extraction reused from the previous index (same
@@ -22,6 +24,7 @@ from skillmeat_pipeline.lib.core.files import BlobCache, artifact_file_paths
 from skillmeat_pipeline.lib.core.findings import RiskCounts
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
+    ArtifactStatus,
     CatalogEntry,
     Detection,
     TreeSnapshot,
@@ -31,6 +34,8 @@ from skillmeat_pipeline.lib.core.untrusted import (
     record_path_problems,
     screen_snapshot,
 )
+from skillmeat_pipeline.lib.quality.rubric import score_entries
+from skillmeat_pipeline.lib.quality.validation import format_findings
 from skillmeat_pipeline.lib.trust.files import findings_of, read_text_files
 from skillmeat_pipeline.lib.trust.scan import findings_for_files
 
@@ -104,6 +109,7 @@ def index_tree(
     )
     extract_ms = _ms_since(started)
     entries, scan = attach_findings(cache, entries)
+    entries = score_entries(attach_format_findings(cache, entries))
     _log_findings(source_key, entries, scan)
     return IndexedTree(
         detection, entries, screened, problems, extract_ms, scan, cache.reads, cache.hits
@@ -154,6 +160,29 @@ def attach_findings(
         findings_ms=_ms_since(started),
     )
     return result, scan
+
+
+def attach_format_findings(
+    snapshot: TreeSnapshot, entries: Sequence[CatalogEntry]
+) -> list[CatalogEntry]:
+    """New and updated entries with the `format.*` findings of their manifest (its bytes are in
+    the scan's cache already); unchanged entries keep what was stored."""
+    blobs = {e.path: e for e in snapshot.entries if e.is_blob}
+    result: list[CatalogEntry] = []
+    for entry in entries:
+        blob = blobs.get(entry.manifest_path or "")
+        if entry.status is ArtifactStatus.UNCHANGED or blob is None:
+            result.append(entry)
+            continue
+        try:
+            data = snapshot.read_blob(blob)
+        except (LookupError, ValueError, OSError):
+            result.append(entry)  # extraction already recorded why it could not be read
+            continue
+        folder = str(entry.metadata.get("real_path") or entry.path)
+        found = format_findings(entry.artifact_type, entry.manifest_path, data, folder=folder)
+        result.append(entry.with_findings([*(entry.findings or []), *found]) if found else entry)
+    return result
 
 
 def _log_findings(source_key: str, entries: Sequence[CatalogEntry], scan: FindingsScan) -> None:
