@@ -64,7 +64,7 @@ NEVER = 10**9
 @dataclass(frozen=True)
 class Sample:
     seconds: float
-    rest_calls: int = 0
+    api_calls: int = 0
     raw_reads: int = 0
     archive_bytes: int = 0
     clone_bytes: int = 0
@@ -157,12 +157,12 @@ def _api(servers: Servers, slug: str, settings: ScanSettings) -> Sample:
         seconds = time.perf_counter() - started
     if not isinstance(outcome, Scanned):
         raise RuntimeError(f"{slug}: the API path failed: {outcome}")
-    rest, raw = len(github.rest_calls()), len(github.raw_calls())
+    rest, raw = len(github.api_calls()), len(github.raw_calls())
     if (rest, raw) != (outcome.cost.api_calls, outcome.cost.raw_reads):
         raise RuntimeError(f"{slug}: the cost says {outcome.cost}, the emulator saw {rest}, {raw}")
     return Sample(
         seconds,
-        rest_calls=rest,
+        api_calls=rest,
         raw_reads=raw,
         archive_bytes=outcome.cost.archive_bytes,
         entries=outcome.entries,
@@ -286,7 +286,7 @@ def report(repos: list[Repository], runs: int, load_before: float) -> list[str]:
             print(
                 f"{'':<34} ({method:<2}) {label:<33} {statistics.median(seconds):9.0f} "
                 f"{f'{min(seconds):.0f}..{max(seconds):.0f}':>15} {ratio:7.2f}x "
-                f"{_median(samples, 'rest_calls'):5.0f} {_median(samples, 'raw_reads'):6.0f} "
+                f"{_median(samples, 'api_calls'):5.0f} {_median(samples, 'raw_reads'):6.0f} "
                 f"{archive_bytes:14,.0f} {clone_bytes:12,.0f}"
             )
             if not _same(samples, repo.samples["c"]):
@@ -297,7 +297,7 @@ def report(repos: list[Repository], runs: int, load_before: float) -> list[str]:
         print(f"{'':<34} (a)/(c) {ratio:.2f}x (target <= {TARGET_RATIO}x: {verdict})")
         if ratio > TARGET_RATIO:
             missed.append(f"{repo.slug}: (a) is {ratio:.2f}x (c) in wall time")
-        most_rest = max(s.rest_calls for s in archive)
+        most_rest = max(s.api_calls for s in archive)
         if most_rest > MAX_REST_CALLS:
             missed.append(f"{repo.slug}: (a) used {most_rest} REST calls")
     return missed

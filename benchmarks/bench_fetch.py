@@ -69,7 +69,7 @@ class Sample:
     bytes_down: int
     requests: int
     artifacts: int | None = None
-    rest_calls: int = 0
+    api_calls: int = 0
     raw_reads: int = 0
     clone_ms: int = 0
     extract_ms: int = 0
@@ -200,10 +200,10 @@ def run_api(repo: Repository, root: Path) -> Sample:
             "GITHUB_TOKEN": None,
         }
         seconds, entries, stats = _detect(["--github", repo.slug], env)
-        rest, raw = len(github.rest_calls()), len(github.raw_calls())
+        rest, raw = len(github.api_calls()), len(github.raw_calls())
     if (rest, raw) != (stats["api_calls"], stats["raw_reads"]):
         raise RuntimeError(
-            f"{repo.slug}: --stats says {stats['rest_calls']} REST calls and "
+            f"{repo.slug}: --stats says {stats['api_calls']} REST calls and "
             f"{stats['raw_reads']} raw reads, the emulator saw {rest} and {raw}"
         )
     return Sample(
@@ -211,7 +211,7 @@ def run_api(repo: Repository, root: Path) -> Sample:
         stats["bytes_fetched"],
         rest + raw,
         artifacts=len(entries),
-        rest_calls=rest,
+        api_calls=rest,
         raw_reads=raw,
         extract_ms=stats["extract_ms"],
     )
@@ -259,7 +259,7 @@ def report(repos: list[Repository], runs: int, load_before: float) -> list[str]:
             print(
                 f"{'':<35} ({method}) {label:<32} {statistics.median(seconds):8.1f} {spread:>15} "
                 f"{_median(samples, 'bytes_down'):12,.0f} {_median(samples, 'requests'):8.0f} "
-                f"{_median(samples, 'rest_calls'):5.0f} {_median(samples, 'raw_reads'):5.0f} "
+                f"{_median(samples, 'api_calls'):5.0f} {_median(samples, 'raw_reads'):5.0f} "
                 f"{','.join(str(n) for n in sorted(found)) or '-':>9}"
             )
             if found - {repo.artifacts}:
@@ -277,7 +277,7 @@ def report(repos: list[Repository], runs: int, load_before: float) -> list[str]:
         )
         if repo.name in judged and ratio > TARGET_RATIO:
             missed.append(f"{repo.slug}: (a) is {ratio:.2f}x (b) in wall time")
-        most_rest = max(s.rest_calls for s in repo.samples["c"])
+        most_rest = max(s.api_calls for s in repo.samples["c"])
         if most_rest > MAX_REST_CALLS:
             missed.append(f"{repo.slug}: (c) used {most_rest} REST calls")
     return missed

@@ -96,7 +96,7 @@ def main() -> int:
             result = CliRunner().invoke(cli, ["index", "--all"])
             wall_s = time.monotonic() - started
             git.stop()
-            rest_calls = len(github.rest_calls())
+            api_calls = len(github.api_calls())
             packs = {
                 slug: sum(1 for r in git.requests(slug) if r.path.endswith("/git-upload-pack"))
                 for slug in slugs
@@ -110,7 +110,7 @@ def main() -> int:
             "distinct_repository_commits": len(slugs),
             "fetches": fetches,
             "upload_pack_requests_per_fetch": per_fetch,
-            "rest_calls": rest_calls,
+            "api_calls": api_calls,
             "wall_s": round(wall_s, 1),
             "exit_code": result.exit_code,
             "summary": summary,

@@ -87,8 +87,8 @@ class Pipeline:
             for e in events
         }
 
-    def rest_calls(self) -> int:
-        return len(self.github.rest_calls())
+    def api_calls(self) -> int:
+        return len(self.github.api_calls())
 
     def run_log(self, result: dg.ExecuteInProcessResult) -> list[tuple[int, str]]:
         return run_log(self.instance, result.run_id)

@@ -21,7 +21,7 @@ import pytest
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.models import SourceStatus
-from skillmeat_pipeline.lib.core.retry import BackoffPolicy
+from skillmeat_pipeline.lib.core.retry import BackoffPolicy, FailureKind
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.fetch.git.clone import CloneSettings
 from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
@@ -30,7 +30,7 @@ from skillmeat_pipeline.lib.fetch.github.archive import (
     ArchiveSettings,
     read_archive,
 )
-from skillmeat_pipeline.lib.fetch.github.client import ErrorKind, GitHubClient
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
 from skillmeat_pipeline.lib.scan.pipeline import (
     Fetchers,
@@ -206,7 +206,7 @@ def test_archive_path_gives_the_clone_path_artifacts(
     assert dumps(api) == dumps(cloned)
     assert len(api.entries) > 100
     # commit, tree and one tarball; every file detection and extraction read came from it
-    assert [c.path.split("/")[4] for c in emulator.rest_calls()] == ["commits", "git", "tarball"]
+    assert [c.path.split("/")[4] for c in emulator.api_calls()] == ["commits", "git", "tarball"]
     assert api.cost.api_calls == 3
     assert len(emulator.archive_calls()) == 1
     assert api.cost.raw_reads == len(emulator.raw_calls()) == 0
@@ -255,7 +255,7 @@ def test_a_small_source_reads_its_files_concurrently_over_shared_connections(
             outcome, _ = over_api(slow_client, SMALL, settings())
         raw = slow.raw_calls()
         assert slow.archive_calls() == []
-        assert [c.path.split("/")[4] for c in slow.rest_calls()] == ["commits", "git"]
+        assert [c.path.split("/")[4] for c in slow.api_calls()] == ["commits", "git"]
         assert 1 < slow.max_in_flight("raw") <= ScanSettings().raw_read_workers
         # connections are reused: fewer connections than reads
         assert slow.connection_count("raw") <= ScanSettings().raw_read_workers < len(raw)
@@ -363,7 +363,7 @@ def test_archive_faults_are_retried_when_transient_then_fail_clearly(
     assert len(emulator.archive_calls()) == attempts
     assert len(waits) == attempts - 1
     # one REST call per attempt after the commit and the tree
-    assert outcome.cost.api_calls == len(emulator.rest_calls()) == 2 + attempts <= MAX_REST_CALLS
+    assert outcome.cost.api_calls == len(emulator.api_calls()) == 2 + attempts <= MAX_REST_CALLS
 
 
 @pytest.mark.parametrize("fault", [{"status": 502}, {"stream": "cut"}], ids=["502", "cut"])
@@ -378,7 +378,7 @@ def test_a_transient_archive_fault_is_retried_and_the_scan_succeeds(
 
     assert dumps(outcome) == dumps(expected)
     assert (len(emulator.archive_calls()), len(waits)) == (2, 1)
-    rest = emulator.rest_calls()
+    rest = emulator.api_calls()
     assert [c.path.split("/")[4] for c in rest].count("tarball") == 2
     assert len(rest) <= MAX_REST_CALLS
     assert outcome.cost.raw_reads == 0
@@ -392,7 +392,7 @@ def test_retries_stop_at_the_scan_budget(emulator: GitHubEmulator, client: GitHu
 
     assert isinstance(outcome, Failed)
     assert "budget of 10" in outcome.reason
-    assert len(emulator.rest_calls()) == MAX_REST_CALLS
+    assert len(emulator.api_calls()) == MAX_REST_CALLS
     assert len(emulator.archive_calls()) == MAX_REST_CALLS - 2
 
 
@@ -408,7 +408,7 @@ def test_an_archive_that_never_ends_is_cut_at_the_deadline(
     assert isinstance(outcome, Failed)
     assert "was not read within 0.5 s (SKILLMEAT_ARCHIVE_TIMEOUT_SECONDS)" in outcome.reason
     assert outcome.cost.archive_bytes > 0
-    assert len(emulator.rest_calls()) == 3
+    assert len(emulator.api_calls()) == 3
 
 
 @pytest.mark.usefixtures("no_files_written")
@@ -431,7 +431,7 @@ def test_an_archive_too_large_is_a_permanent_error(
     assert isinstance(outcome, Failed)
     assert message in outcome.reason
     assert (len(emulator.archive_calls()), waits) == (1, [])
-    assert len(emulator.rest_calls()) == 3
+    assert len(emulator.api_calls()) == 3
 
 
 def _malicious(
@@ -481,7 +481,7 @@ def test_malicious_member_paths_refuse_the_archive_and_write_nothing(
     assert MALICIOUS_MESSAGES[kind] in outcome.reason
     # permanent: not retried
     assert (len(emulator.archive_calls()), waits) == (1, [])
-    assert len(emulator.rest_calls()) == 3
+    assert len(emulator.api_calls()) == 3
     assert list(outside.iterdir()) == []
     assert not (no_files_written / "escaped").exists()
     # control characters and stray bytes are escaped in the message
@@ -540,7 +540,7 @@ def test_an_archive_that_is_not_gzip_is_a_transient_error(
     with pytest.raises(ArchiveError, match="is not a valid gzip stream") as raised:
         read_archive(snapshot, snapshot.entries, ArchiveSettings())
 
-    assert raised.value.kind is ErrorKind.TRANSIENT
+    assert raised.value.kind is FailureKind.TRANSIENT
     assert snapshot.read_ahead == {}
 
 

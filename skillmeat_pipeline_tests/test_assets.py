@@ -55,14 +55,14 @@ def test_unchanged_source_costs_no_clone_and_no_rest_call(pipeline: Pipeline):
     keys = pipeline.write_sources([{"github": "obra/superpowers"}])
     assert pipeline.materialize(keys).success
     git_before = len(pipeline.git.requests())
-    rest_before = pipeline.rest_calls()
+    rest_before = pipeline.api_calls()
     again = pipeline.materialize(keys)
     assert again.success
     meta = pipeline.materializations(again)["obra/superpowers"]
     assert meta["scan_status"] == "current"
     assert meta["api_calls"] == 0
     assert meta["artifact_count"] == 16
-    assert pipeline.rest_calls() == rest_before
+    assert pipeline.api_calls() == rest_before
     # Only the ref advertisement: no upload-pack POST, so no clone.
     assert [r.method for r in pipeline.git.requests()[git_before:]] == ["GET"]
 

@@ -150,7 +150,7 @@ def test_github_api_path_equals_the_clone_path_within_ten_rest_calls(servers: Se
     tree_url = f"{servers.git.base_url}/{slug_of(LARGE)}/tree/{servers.head_of(LARGE)}"
     assert all(e["upstream_url"].startswith(tree_url) for e in api)
 
-    rest, raw = servers.github.rest_calls(), servers.github.raw_calls()
+    rest, raw = servers.github.api_calls(), servers.github.raw_calls()
     archives = servers.github.archive_calls()
     # commit, tree, tarball: the files come from one archive, not a raw read each
     assert len(rest) == 3 <= MAX_REST_CALLS

@@ -17,13 +17,13 @@ import pygit2
 import pytest
 
 from skillmeat_pipeline.lib.core.addresses import AddressPolicy
+from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone as clone_module
 from skillmeat_pipeline.lib.fetch.git.clone import (
     CloneError,
     CloneReason,
     CloneSettings,
-    FailureKind,
     RemoteHead,
     clone_source,
     display_url,

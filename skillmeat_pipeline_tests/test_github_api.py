@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.lib.fetch.github.client import (
@@ -21,7 +22,6 @@ from skillmeat_pipeline.lib.fetch.github.client import (
     ApiBudgetExceeded,
     ApiError,
     CachedResponse,
-    ErrorKind,
     GitHubClient,
     MemoryEtagCache,
     RateLimited,
@@ -83,9 +83,9 @@ def test_snapshot_equals_the_clone_snapshot(
     assert snapshot.commit_sha == expected.commit_sha
     assert snapshot.tree_sha == expected.tree_sha
     assert snapshot.entries == expected.entries
-    assert snapshot.stats.rest_calls == 2
+    assert snapshot.stats.api_calls == 2
     assert snapshot.stats.raw_reads == 0
-    assert len(emulator.rest_calls(counted_only=True)) == 2
+    assert len(emulator.api_calls(counted_only=True)) == 2
 
 
 def test_full_scan_of_a_153_artifact_source_stays_within_ten_rest_calls(
@@ -101,16 +101,16 @@ def test_full_scan_of_a_153_artifact_source_stays_within_ten_rest_calls(
     assert len(manifests) == 301
     assert all(contents[e.path] == git[e.sha].data for e in manifests)
     assert all(snapshot.size_of(e) == len(contents[e.path]) for e in manifests)
-    rest = emulator.rest_calls()
+    rest = emulator.api_calls()
     assert len(rest) == 3 <= 10
     assert all(call.counted and call.authenticated for call in rest)
     assert len(emulator.raw_calls()) == 301
-    assert (scan.rest_calls, scan.raw_reads, scan.not_modified) == (3, 301, 0)
+    assert (scan.api_calls, scan.raw_reads, scan.not_modified) == (3, 301, 0)
     assert scan.bytes_fetched > sum(len(data) for data in contents.values())
     assert info.full_name == PLUGINS
     assert info.size > 0
     totals = client.totals
-    assert (totals.scans, totals.rest_calls, totals.raw_reads) == (1, 3, 301)
+    assert (totals.scans, totals.api_calls, totals.raw_reads) == (1, 3, 301)
     assert totals.bytes_fetched == scan.bytes_fetched
 
 
@@ -130,7 +130,7 @@ def test_blob_that_does_not_match_its_sha_is_rejected(client: GitHubClient) -> N
     readme = next(e for e in snapshot.entries if e.path == "README.md")
     with pytest.raises(ApiError, match="does not match blob") as caught:
         snapshot.read_blob(replace(readme, sha=git_blob_sha(b"something else")))
-    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.kind is FailureKind.TRANSIENT
 
 
 def test_concurrent_blob_reads_are_all_counted(
@@ -157,9 +157,9 @@ def test_truncated_tree_is_completed_within_budget(
         _client(emulator) as client,
     ):
         snapshot = client.fetch_snapshot(full_name)
-        rest = emulator.rest_calls()
+        rest = emulator.api_calls()
     assert snapshot.entries == expected.entries
-    assert snapshot.stats.rest_calls == len(rest) == calls <= 10
+    assert snapshot.stats.api_calls == len(rest) == calls <= 10
     # the first tree answer really was cut
     assert rest[1].query == "recursive=1"
     assert len(expected.entries) > limit
@@ -172,9 +172,9 @@ def test_truncated_tree_beyond_the_budget_stops_at_the_budget(root: Path) -> Non
     ):
         with pytest.raises(ApiBudgetExceeded, match="budget of 10 GitHub REST calls") as caught:
             client.fetch_snapshot(PLUGINS)
-        rest = emulator.rest_calls(counted_only=True)
+        rest = emulator.api_calls(counted_only=True)
     assert len(rest) == 10
-    assert caught.value.kind is ErrorKind.PERMANENT
+    assert caught.value.kind is FailureKind.PERMANENT
     assert PLUGINS in str(caught.value)
 
 
@@ -182,8 +182,8 @@ def test_smaller_budget_is_never_exceeded(emulator: GitHubEmulator, client: GitH
     scan = client.start_scan("obra/superpowers", budget=1)
     with pytest.raises(ApiBudgetExceeded):
         client.fetch_snapshot("obra/superpowers", scan=scan)
-    assert scan.rest_calls == 1
-    assert len(emulator.rest_calls()) == 1
+    assert scan.api_calls == 1
+    assert len(emulator.api_calls()) == 1
 
 
 def test_second_scan_uses_etags_and_costs_nothing(
@@ -199,10 +199,10 @@ def test_second_scan_uses_etags_and_costs_nothing(
     client.repository("obra/superpowers", scan=second)
     snapshot = client.fetch_snapshot("obra/superpowers", scan=second)
 
-    assert first.rest_calls == 3
-    assert (second.rest_calls, second.not_modified, second.cache_hits) == (0, 2, 1)
+    assert first.api_calls == 3
+    assert (second.api_calls, second.not_modified, second.cache_hits) == (0, 2, 1)
     assert emulator.rate_limit_remaining(TOKEN) == remaining
-    assert [(c.status, c.counted) for c in emulator.rest_calls()] == [(304, False), (304, False)]
+    assert [(c.status, c.counted) for c in emulator.api_calls()] == [(304, False), (304, False)]
     assert snapshot.entries == snapshot_commit(open_bare(emulator.root, "obra/superpowers")).entries
     assert client.totals.not_modified == 2
 
@@ -219,7 +219,7 @@ def test_exhausted_rate_limit_refuses_to_start_a_scan(
     assert emulator.calls == []
     assert "not started" in str(error)
     assert "8 of 5000 calls left" in str(error)
-    assert error.kind is ErrorKind.TRANSIENT
+    assert error.kind is FailureKind.TRANSIENT
     expected_reset = datetime.now(UTC) + timedelta(seconds=1800)
     assert abs((error.reset_at - expected_reset).total_seconds()) < 5
     assert 1790 < error.retry_after_s <= 1800
@@ -263,7 +263,7 @@ def test_secondary_rate_limit_uses_retry_after(
 def test_unknown_repository_is_permanent(client: GitHubClient) -> None:
     with pytest.raises(ApiError) as caught:
         client.fetch_snapshot("obra/does-not-exist")
-    assert caught.value.kind is ErrorKind.PERMANENT
+    assert caught.value.kind is FailureKind.PERMANENT
     assert caught.value.status == 404
     assert "obra/does-not-exist" in str(caught.value)
     assert "does not exist or the token cannot see it" in str(caught.value)
@@ -272,14 +272,14 @@ def test_unknown_repository_is_permanent(client: GitHubClient) -> None:
 def test_unknown_ref_is_permanent(client: GitHubClient) -> None:
     with pytest.raises(ApiError, match="resolving ref 'nope'") as caught:
         client.fetch_snapshot("obra/superpowers", "nope")
-    assert (caught.value.kind, caught.value.status) == (ErrorKind.PERMANENT, 422)
+    assert (caught.value.kind, caught.value.status) == (FailureKind.PERMANENT, 422)
 
 
 def test_missing_raw_file_is_permanent(client: GitHubClient) -> None:
     snapshot = client.fetch_snapshot("obra/superpowers")
     with pytest.raises(ApiError, match=r"reading nope\.md") as caught:
         client.read_raw("obra/superpowers", snapshot.commit_sha, "nope.md", scan=snapshot.stats)
-    assert (caught.value.kind, caught.value.status) == (ErrorKind.PERMANENT, 404)
+    assert (caught.value.kind, caught.value.status) == (FailureKind.PERMANENT, 404)
 
 
 @pytest.mark.parametrize(("status", "host"), [(500, "rest"), (502, "rest"), (502, "raw")])
@@ -290,7 +290,7 @@ def test_server_errors_are_transient(
     with pytest.raises(ApiError) as caught:
         snapshot = client.fetch_snapshot("obra/superpowers")
         snapshot.read_blob(next(e for e in snapshot.entries if e.path == "README.md"))
-    assert (caught.value.kind, caught.value.status) == (ErrorKind.TRANSIENT, status)
+    assert (caught.value.kind, caught.value.status) == (FailureKind.TRANSIENT, status)
     assert caught.value.transient
     assert "obra/superpowers" in str(caught.value)
 
@@ -302,7 +302,7 @@ def test_timeout_is_transient(root: Path) -> None:
         pytest.raises(ApiError, match="timed out") as caught,
     ):
         client.repository("obra/superpowers")
-    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.kind is FailureKind.TRANSIENT
 
 
 def test_unreachable_host_is_transient() -> None:
@@ -315,7 +315,7 @@ def test_unreachable_host_is_transient() -> None:
         pytest.raises(ApiError, match="cannot reach") as caught,
     ):
         client.repository("obra/superpowers")
-    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.kind is FailureKind.TRANSIENT
 
 
 def test_wrong_token_is_permanent_and_never_shown(
@@ -331,7 +331,7 @@ def test_wrong_token_is_permanent_and_never_shown(
             client.fetch_snapshot("obra/superpowers")
         calls = emulator.calls
     error = caught.value
-    assert (error.kind, error.status) == (ErrorKind.PERMANENT, 401)
+    assert (error.kind, error.status) == (FailureKind.PERMANENT, 401)
     assert "Bad credentials" in str(error)
     assert "GITHUB_TOKEN" in str(error)
     assert calls[0].authenticated
@@ -373,7 +373,7 @@ def test_renamed_repository_is_followed_on_the_same_host(root: Path) -> None:
         ("raw", 200),
     ]
     assert all(c.authenticated for c in calls)
-    assert snapshot.stats.rest_calls == 3  # every hop counts toward the budget
+    assert snapshot.stats.api_calls == 3  # every hop counts toward the budget
 
 
 def test_anonymous_client_sends_no_token(emulator: GitHubEmulator) -> None:
@@ -442,8 +442,8 @@ def test_etag_cache_is_pluggable_and_outlives_the_client(emulator: GitHubEmulato
     with _client(emulator, etag_cache=store) as second:
         snapshot = second.fetch_snapshot("obra/superpowers")
     assert len(store.items) == 2
-    assert (snapshot.stats.rest_calls, snapshot.stats.not_modified) == (0, 1)
-    assert [c.status for c in emulator.rest_calls()] == [200, 200, 304]
+    assert (snapshot.stats.api_calls, snapshot.stats.not_modified) == (0, 1)
+    assert [c.status for c in emulator.api_calls()] == [200, 200, 304]
 
 
 def test_a_token_echoed_by_a_server_is_masked() -> None:
@@ -456,7 +456,7 @@ def test_a_token_echoed_by_a_server_is_masked() -> None:
         pytest.raises(ApiError) as caught,
     ):
         client.repository("obra/superpowers")
-    assert caught.value.kind is ErrorKind.PERMANENT
+    assert caught.value.kind is FailureKind.PERMANENT
     assert "blocked: Bearer ***" in str(caught.value)
     assert TOKEN not in str(caught.value)
 
@@ -472,6 +472,6 @@ def test_a_token_in_a_transport_error_or_the_client_repr_is_masked() -> None:
         assert TOKEN not in repr(client)
         client.repository("obra/superpowers")
     error = caught.value
-    assert error.kind is ErrorKind.TRANSIENT
+    assert error.kind is FailureKind.TRANSIENT
     shown = " ".join([str(error), repr(error), *map(str, error.args)])
     assert TOKEN not in shown and "proxy refused Bearer ***" in shown

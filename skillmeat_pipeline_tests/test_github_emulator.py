@@ -411,7 +411,7 @@ def test_concurrent_requests_are_all_logged_and_counted(root: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        assert len(emulator.rest_calls(counted_only=True)) == 20
+        assert len(emulator.api_calls(counted_only=True)) == 20
         assert emulator.rate_limit_remaining(TOKEN) == 4980
 
 
@@ -459,7 +459,7 @@ def test_tarball_redirects_to_an_archive_of_the_tree_like_github(
         assert moved.headers["location"] == (
             f"{emulator.archive_url}/{owner}/{name}/legacy.tar.gz/{sha}"
         )
-        assert (len(emulator.rest_calls(counted_only=True)), len(emulator.archive_calls())) == (
+        assert (len(emulator.api_calls(counted_only=True)), len(emulator.archive_calls())) == (
             1,
             1,
         )

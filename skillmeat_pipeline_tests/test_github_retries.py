@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from skillmeat_pipeline.lib.core.retry import BackoffPolicy
+from skillmeat_pipeline.lib.core.retry import BackoffPolicy, FailureKind
 from skillmeat_pipeline.lib.core.sources import SourceConfig
-from skillmeat_pipeline.lib.fetch.github.client import ApiError, ErrorKind, GitHubClient
+from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, scan_source
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
@@ -69,7 +69,7 @@ def test_one_server_error_is_tried_again_and_the_scan_succeeds(
     assert {e.path for e in outcome.entries} == {"skills/a", "skills/b"}
     assert [c.status for c in emulator.calls if c.host == host][:2] == [status, 200]
     assert len(waits) == 1 and 0 <= waits[0] <= POLICY.base_delay_s
-    rest = len(emulator.rest_calls())
+    rest = len(emulator.api_calls())
     # the retried REST call is one more call of the scan's budget; a raw read is not one
     assert outcome.cost.api_calls == rest == (3 if host == "rest" else 2)
 
@@ -82,7 +82,7 @@ def test_a_server_error_that_lasts_fails_the_scan_after_three_tries(
         outcome = scan(github)
     assert isinstance(outcome, Failed)
     assert "GitHub answered 503" in outcome.reason and "retry later" in outcome.reason
-    assert [c.status for c in emulator.rest_calls()] == [503, 503, 503]
+    assert [c.status for c in emulator.api_calls()] == [503, 503, 503]
     assert len(waits) == 2
     assert 0 <= waits[1] <= 2 * POLICY.base_delay_s  # the wait grows
 
@@ -97,8 +97,8 @@ def test_retries_stop_at_the_scan_budget_with_the_server_error(
         with pytest.raises(ApiError) as caught:
             github.fetch_snapshot(REPO, scan=stats)
     # the commit, then one tree call: a retry would be call 3 of a budget of 2
-    assert (caught.value.status, caught.value.kind) == (502, ErrorKind.TRANSIENT)
-    assert stats.rest_calls == 2
+    assert (caught.value.status, caught.value.kind) == (502, FailureKind.TRANSIENT)
+    assert stats.api_calls == 2
     assert waits == []
 
 
@@ -107,4 +107,4 @@ def test_a_client_error_is_not_tried_again(emulator: GitHubEmulator, waits: list
     with client(emulator, waits) as github, pytest.raises(ApiError) as caught:
         github.fetch_snapshot(REPO)
     assert caught.value.status == 404
-    assert len(emulator.rest_calls()) == 1 and waits == []
+    assert len(emulator.api_calls()) == 1 and waits == []

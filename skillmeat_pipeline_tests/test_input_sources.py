@@ -194,7 +194,7 @@ def test_1_the_token_never_goes_to_a_sources_own_url_on_another_host(
     meta = batch.materialized()["anthropics/skills"]
     assert (meta["strategy"], meta["artifact_count"]) == ("api", 21)
     assert "GitHub's hosts only" in str(meta["fallback_reason"])
-    assert all(c.authenticated for c in pipeline.github.rest_calls() if c.path.startswith("/repos"))
+    assert all(c.authenticated for c in pipeline.github.api_calls() if c.path.startswith("/repos"))
     assert_neighbours_written(batch)
     assert_nothing_leaked(clone_tmp)
 

@@ -193,7 +193,7 @@ def test_push_sensor_requests_exactly_the_moved_sources_in_one_batch(setup: Setu
     assert HeadCursor.from_json(third.cursor).requested.keys() == set(moved)
 
     # polling made no REST call (the emulator logs a call before it answers)
-    assert setup.github.rest_calls() == []
+    assert setup.github.api_calls() == []
 
     # the requested run indexes exactly those sources at their new heads
     run = defs.resolve_job_def(BATCH_JOB_NAME).execute_in_process(

@@ -417,7 +417,7 @@ class GitHubEmulator:
             self._max_in_flight.clear()
             self._connections.clear()
 
-    def rest_calls(self, *, counted_only: bool = False) -> list[CallRecord]:
+    def api_calls(self, *, counted_only: bool = False) -> list[CallRecord]:
         return [c for c in self.calls if c.host == "rest" and (c.counted or not counted_only)]
 
     def raw_calls(self) -> list[CallRecord]:

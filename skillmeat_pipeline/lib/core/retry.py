@@ -6,9 +6,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeVar
 
 T = TypeVar("T")
+
+
+class FailureKind(StrEnum):
+    """Whether trying again can help: one transience vocabulary for clones and GitHub reads."""
+
+    TRANSIENT = "transient"  # network, timeout, 5xx, a rate limit with a reset: retry later
+    PERMANENT = "permanent"  # 404, auth, disk space, over budget: retrying cannot help
 
 
 @dataclass(frozen=True, slots=True)

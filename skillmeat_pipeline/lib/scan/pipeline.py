@@ -351,7 +351,7 @@ def _manifest_paths(detection: Detection) -> list[str]:
 
 def _spend_api(timeline: Timeline, stats: ScanStats) -> None:
     timeline.spend(
-        api_calls=stats.rest_calls,
+        api_calls=stats.api_calls,
         raw_reads=stats.raw_reads,
         archive_bytes=stats.archive_bytes,
         bytes_fetched=stats.bytes_fetched,
@@ -399,7 +399,7 @@ def route(plan: SourcePlan, fetchers: Fetchers) -> SourcePlan:
             finally:
                 # calls that failed were spent too
                 _spend_api(timeline, stats)
-                phase.set(api_calls=stats.rest_calls)
+                phase.set(api_calls=stats.api_calls)
         selection = select_strategy(
             StrategyInputs(
                 source=plan.key,
@@ -778,7 +778,7 @@ def _read_with_one_wait(
         finally:
             _spend_api(timeline, stats)
             phase.set(
-                api_calls=int(phase.attributes.get("api_calls") or 0) + stats.rest_calls,
+                api_calls=int(phase.attributes.get("api_calls") or 0) + stats.api_calls,
                 raw_reads=int(phase.attributes.get("raw_reads") or 0) + stats.raw_reads,
                 archive_bytes=int(phase.attributes.get("archive_bytes") or 0) + stats.archive_bytes,
             )

@@ -51,6 +51,7 @@ from skillmeat_pipeline.lib.core.addresses import (
     display_url,
     url_origin,
 )
+from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -74,11 +75,6 @@ _MIN_IDLE_WORKERS = 4
 _MAX_IDLE_WORKERS = 32
 _HTTP_STATUS = re.compile(r"unexpected http status code: (\d{3})")
 _GIT_ERROR_INVALID = 3  # libgit2 GIT_ERROR_INVALID
-
-
-class FailureKind(StrEnum):
-    TRANSIENT = "transient"  # the same clone may work later: retry
-    PERMANENT = "permanent"  # retrying the clone will not help
 
 
 _TRANSIENT = FailureKind.TRANSIENT

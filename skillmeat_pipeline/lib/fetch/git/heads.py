@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skillmeat_pipeline.lib.core.addresses import AddressPolicy
+from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone
 
@@ -313,7 +314,7 @@ def _answer(query: HeadQuery, reply: dict[str, Any]) -> HeadAnswer:
     error = clone.clone_error(
         "resolve",
         query.url,
-        clone.FailureKind(reply["kind"]),
+        FailureKind(reply["kind"]),
         clone.CloneReason(reply["reason"]),
         reply["detail"],
     )

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import httpx
 
 from skillmeat_pipeline.lib.core.models import TreeEntry
+from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.fetch.github.client import (
     ApiError,
     ApiTreeSnapshot,
-    ErrorKind,
     git_blob_sha,
 )
 
@@ -141,13 +141,13 @@ class _Failure:
         self.repo = repo
         self.prefix = f"{repo}: the archive of {commit_sha[:12]}"
 
-    def __call__(self, detail: str, *, kind: ErrorKind) -> ArchiveError:
+    def __call__(self, detail: str, *, kind: FailureKind) -> ArchiveError:
         return ArchiveError(f"{self.prefix} {detail}", kind=kind, repo=self.repo)
 
     def refused(self, detail: str) -> ArchiveError:
         return self(
             f"is refused: {detail}; GitHub never builds such an archive",
-            kind=ErrorKind.PERMANENT,
+            kind=FailureKind.PERMANENT,
         )
 
 
@@ -187,7 +187,7 @@ class _GzipStream:
                 except zlib.error as exc:
                     raise self._fail(
                         f"is not a valid gzip stream ({exc}); retry later",
-                        kind=ErrorKind.TRANSIENT,
+                        kind=FailureKind.TRANSIENT,
                     ) from None
                 self._pending = self._inflate.unconsumed_tail
                 if data:
@@ -205,7 +205,7 @@ class _GzipStream:
             if chunk is None:
                 raise self._fail(
                     "ended before its end (the stream was cut); retry later",
-                    kind=ErrorKind.TRANSIENT,
+                    kind=FailureKind.TRANSIENT,
                 )
             self._pending = chunk
 
@@ -224,19 +224,19 @@ class _GzipStream:
             raise self._fail(
                 f"stalled: no data for {min(_READ_TIMEOUT_S, self._settings.timeout_s):.0f} s; "
                 "retry later",
-                kind=ErrorKind.TRANSIENT,
+                kind=FailureKind.TRANSIENT,
             ) from None
         except httpx.HTTPError as exc:
             raise self._fail(
                 f"was cut: the archive host closed the connection before the end "
                 f"({type(exc).__name__}); retry later",
-                kind=ErrorKind.TRANSIENT,
+                kind=FailureKind.TRANSIENT,
             ) from None
         received = self._response.num_bytes_downloaded
         if received > self._settings.max_bytes:
             raise self._fail(
                 f"is larger than {self._settings.max_bytes / MB:g} MB (SKILLMEAT_MAX_ARCHIVE_MB)",
-                kind=ErrorKind.PERMANENT,
+                kind=FailureKind.PERMANENT,
             )
         return chunk
 
@@ -245,7 +245,7 @@ class _GzipStream:
             raise self._fail(
                 f"was not read within {self._settings.timeout_s:g} s "
                 "(SKILLMEAT_ARCHIVE_TIMEOUT_SECONDS); retry later",
-                kind=ErrorKind.TRANSIENT,
+                kind=FailureKind.TRANSIENT,
             )
 
 
@@ -281,7 +281,7 @@ class _Unpacker:
                     self._member(tar, member)
         except (tarfile.TarError, EOFError) as exc:
             raise self.fail(
-                f"is not a readable tar archive ({exc}); retry later", kind=ErrorKind.TRANSIENT
+                f"is not a readable tar archive ({exc}); retry later", kind=FailureKind.TRANSIENT
             ) from None
 
     def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
@@ -352,7 +352,7 @@ class _Unpacker:
                 raise self.fail(
                     f"has more than {self.max_kept_bytes / MB:g} MB of files to keep; "
                     "the source's files are too large to read from an archive",
-                    kind=ErrorKind.PERMANENT,
+                    kind=FailureKind.PERMANENT,
                 )
             extracted = tar.extractfile(member)
             data = extracted.read() if extracted is not None else b""

@@ -28,7 +28,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from types import TracebackType
 from typing import Literal, Protocol, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
@@ -37,7 +36,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from skillmeat_pipeline.lib.core.models import TreeEntry
-from skillmeat_pipeline.lib.core.retry import BackoffPolicy, call_with_retries
+from skillmeat_pipeline.lib.core.retry import BackoffPolicy, FailureKind, call_with_retries
 from skillmeat_pipeline.lib.core.secrets import Secret, redact
 from skillmeat_pipeline.lib.core.untrusted import check_tree_size, max_tree_entries
 
@@ -65,16 +64,11 @@ HostKind = Literal["rest", "raw", "archive"]
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class ErrorKind(StrEnum):
-    TRANSIENT = "transient"  # network, timeout, 5xx, rate limit: retrying later can work
-    PERMANENT = "permanent"  # 404, 401, 403, 422, over budget: retrying cannot help
-
-
 class ApiError(Exception):
     """A failed GitHub read; the message names the repository and the step, never the token."""
 
     def __init__(
-        self, message: str, *, kind: ErrorKind, repo: str | None = None, status: int | None = None
+        self, message: str, *, kind: FailureKind, repo: str | None = None, status: int | None = None
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -83,7 +77,7 @@ class ApiError(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.kind is ErrorKind.TRANSIENT
+        return self.kind is FailureKind.TRANSIENT
 
 
 class RateLimited(ApiError):
@@ -98,7 +92,7 @@ class RateLimited(ApiError):
         repo: str | None = None,
         status: int | None = None,
     ) -> None:
-        super().__init__(message, kind=ErrorKind.TRANSIENT, repo=repo, status=status)
+        super().__init__(message, kind=FailureKind.TRANSIENT, repo=repo, status=status)
         self.reset_at = reset_at
         self.retry_after_s = retry_after_s
 
@@ -107,7 +101,7 @@ class ApiBudgetExceeded(ApiError):
     """The scan would need more REST calls than its budget allows."""
 
     def __init__(self, message: str, *, budget: int, repo: str | None = None) -> None:
-        super().__init__(message, kind=ErrorKind.PERMANENT, repo=repo)
+        super().__init__(message, kind=FailureKind.PERMANENT, repo=repo)
         self.budget = budget
 
 
@@ -164,11 +158,11 @@ class _ErrorBody(_ApiModel):
 
 @dataclass(slots=True)
 class ScanStats:
-    """What one scan of one source cost. `rest_calls` is what counts toward `budget`."""
+    """What one scan of one source cost. `api_calls` is what counts toward `budget`."""
 
     repo: str
     budget: int
-    rest_calls: int = 0
+    api_calls: int = 0
     not_modified: int = 0  # 304 answers: free for the budget and for GitHub's rate limit
     cache_hits: int = 0  # SHA-addressed answers reused without any request
     raw_reads: int = 0
@@ -188,7 +182,7 @@ class ApiTotals:
     """Everything a client has spent since it was created, over all scans."""
 
     scans: int = 0
-    rest_calls: int = 0
+    api_calls: int = 0
     not_modified: int = 0
     cache_hits: int = 0
     raw_reads: int = 0
@@ -326,7 +320,7 @@ class ApiTreeSnapshot:
                 f"{self.repo}: the raw host returned content for {entry.path} at "
                 f"{self.commit_sha[:12]} that does not match blob {entry.sha[:12]}; "
                 "retry later",
-                kind=ErrorKind.TRANSIENT,
+                kind=FailureKind.TRANSIENT,
                 repo=self.repo,
             )
         return data
@@ -517,7 +511,7 @@ class GitHubClient:
             repo,
             commit_sha[:12],
             len(entries),
-            scan.rest_calls,
+            scan.api_calls,
         )
         return ApiTreeSnapshot(repo, commit_sha, tree_sha, entries, sizes, scan, self)
 
@@ -619,7 +613,7 @@ class GitHubClient:
             raise ApiError(
                 f"{repo}: directory {prefix.rstrip('/') or '/'} has more entries than GitHub lists "
                 "in one response; the source needs a clone",
-                kind=ErrorKind.PERMANENT,
+                kind=FailureKind.PERMANENT,
                 repo=repo,
             )
         for child in children.tree:
@@ -687,7 +681,7 @@ class GitHubClient:
             if not isinstance(exc, ApiError) or exc.status not in RETRIED_STATUSES:
                 return False
             with self._lock:
-                return host == "raw" or scan.rest_calls < scan.budget
+                return host == "raw" or scan.api_calls < scan.budget
 
         def on_retry(number: int, exc: BaseException, wait: float) -> None:
             logger.warning(
@@ -752,7 +746,7 @@ class GitHubClient:
                 self._count_response(scan, host, None)
                 raise ApiError(
                     f"{scan.repo}: {what} timed out ({type(exc).__name__}); retry later",
-                    kind=ErrorKind.TRANSIENT,
+                    kind=FailureKind.TRANSIENT,
                     repo=scan.repo,
                 ) from None
             except httpx.TransportError as exc:
@@ -760,7 +754,7 @@ class GitHubClient:
                 raise ApiError(
                     f"{scan.repo}: {what} failed: cannot reach {urlsplit(url).netloc} "
                     f"({type(exc).__name__}: {redact(str(exc), [self._token])}); retry later",
-                    kind=ErrorKind.TRANSIENT,
+                    kind=FailureKind.TRANSIENT,
                     repo=scan.repo,
                 ) from None
             streaming = stream and response.status_code == 200
@@ -780,7 +774,7 @@ class GitHubClient:
             return response
         raise ApiError(
             f"{scan.repo}: {what} failed: more than {_MAX_REDIRECTS} redirects",
-            kind=ErrorKind.PERMANENT,
+            kind=FailureKind.PERMANENT,
             repo=scan.repo,
         )
 
@@ -815,15 +809,15 @@ class GitHubClient:
                 scan.raw_reads += 1
                 self._totals.raw_reads += 1
                 return
-            if scan.rest_calls >= scan.budget:
+            if scan.api_calls >= scan.budget:
                 raise ApiBudgetExceeded(
                     f"{scan.repo}: {what} would exceed the scan's budget of {scan.budget} GitHub "
-                    f"REST calls ({scan.rest_calls} spent); the source needs a clone instead",
+                    f"REST calls ({scan.api_calls} spent); the source needs a clone instead",
                     budget=scan.budget,
                     repo=scan.repo,
                 )
-            scan.rest_calls += 1
-            self._totals.rest_calls += 1
+            scan.api_calls += 1
+            self._totals.api_calls += 1
 
     def _count_response(self, scan: ScanStats, host: HostKind, status: int | None) -> None:
         key = (host, status_class(status))
@@ -840,8 +834,8 @@ class GitHubClient:
             if host != "rest":
                 return
             if response.status_code == 304:
-                scan.rest_calls -= 1
-                self._totals.rest_calls -= 1
+                scan.api_calls -= 1
+                self._totals.api_calls -= 1
                 scan.not_modified += 1
                 self._totals.not_modified += 1
             rate = _rate_state(response.headers)
@@ -860,21 +854,21 @@ class GitHubClient:
             text = (
                 f"{repo}: {what} failed: {detail}; the token (GITHUB_TOKEN) is invalid or expired"
             )
-            return ApiError(text, kind=ErrorKind.PERMANENT, repo=repo, status=status)
+            return ApiError(text, kind=FailureKind.PERMANENT, repo=repo, status=status)
         if status == 404:
             text = (
                 f"{repo}: {what} failed: {detail}; the repository or path does not exist or the "
                 "token cannot see it"
             )
-            return ApiError(text, kind=ErrorKind.PERMANENT, repo=repo, status=status)
+            return ApiError(text, kind=FailureKind.PERMANENT, repo=repo, status=status)
         if status == 422:
             text = f"{repo}: {what} failed: {detail}; check the source's ref"
-            return ApiError(text, kind=ErrorKind.PERMANENT, repo=repo, status=status)
+            return ApiError(text, kind=FailureKind.PERMANENT, repo=repo, status=status)
         if status >= 500 or status == 408:
             text = f"{repo}: {what} failed: {detail}; GitHub-side failure, retry later"
-            return ApiError(text, kind=ErrorKind.TRANSIENT, repo=repo, status=status)
+            return ApiError(text, kind=FailureKind.TRANSIENT, repo=repo, status=status)
         text = f"{repo}: {what} failed: {detail}"
-        return ApiError(text, kind=ErrorKind.PERMANENT, repo=repo, status=status)
+        return ApiError(text, kind=FailureKind.PERMANENT, repo=repo, status=status)
 
     def _rate_limit_error(
         self, response: httpx.Response, repo: str, what: str, detail: str
@@ -953,7 +947,7 @@ def _parse(model: type[_M], body: bytes, repo: str, what: str) -> _M:
         raise ApiError(
             f"{repo}: {what} failed: unexpected response from GitHub "
             f"({exc.error_count()} validation errors); retry later",
-            kind=ErrorKind.TRANSIENT,
+            kind=FailureKind.TRANSIENT,
             repo=repo,
         ) from None
 
