@@ -74,6 +74,7 @@ def test_schedules_skip_without_sources_and_have_documented_default_statuses():
         "sources_sync_sensor": dg.DefaultSensorStatus.RUNNING,
         "source_heads_sensor": dg.DefaultSensorStatus.RUNNING,
         "push_events_sensor": dg.DefaultSensorStatus.RUNNING,
+        "catalog_automation": dg.DefaultSensorStatus.RUNNING,
     }
 
 
