@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from skillmeat_pipeline.lib.core.models import (
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy
 from skillmeat_pipeline.lib.fetch.git.tree import GitTreeSnapshot, snapshot_commit
+from skillmeat_pipeline.lib.fetch.github.archive import ArchiveSettings
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.scan.artifacts import IndexedTree, index_tree
 from skillmeat_pipeline.lib.scan.outcomes import Scanned
@@ -334,9 +336,9 @@ def servers(served_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serv
         yield Servers(git, github)
 
 
-def _fetchers(servers: Servers) -> Fetchers:
+def _fetchers(servers: Servers, **settings: Any) -> Fetchers:
     client = GitHubClient(api_url=servers.github.api_url, raw_url=servers.github.raw_url)
-    return Fetchers(github=client, settings=ScanSettings.from_env())
+    return Fetchers(github=client, settings=ScanSettings.from_env(**settings))
 
 
 def _by_clone(servers: Servers, repo: str) -> Scanned:
@@ -346,16 +348,19 @@ def _by_clone(servers: Servers, repo: str) -> Scanned:
     return outcome
 
 
-def _by_api(servers: Servers, repo: str) -> Scanned:
+def _by_api(servers: Servers, repo: str, *, archive_threshold: int) -> Scanned:
     source = SourceConfig(key=repo, url=servers.git.url_for(repo), github=repo)
-    outcome = scan_source(source, _fetchers(servers), api_only=True)
+    fetchers = _fetchers(servers, archive=ArchiveSettings(threshold=archive_threshold))
+    outcome = scan_source(source, fetchers, api_only=True)
     assert isinstance(outcome, Scanned) and outcome.strategy is Strategy.API, outcome
+    assert (outcome.cost.archive_bytes > 0) == (archive_threshold == 0)  # the path it names
     return outcome
 
 
 # One line per fetch path; each must give the clone's findings.
 FETCH_PATHS: dict[str, Callable[[Servers, str], Scanned]] = {
-    "api": _by_api,
+    "api raw reads": partial(_by_api, archive_threshold=1_000_000),
+    "api archive": partial(_by_api, archive_threshold=0),
 }
 
 
