@@ -23,11 +23,12 @@ from skillmeat_pipeline_tests.test_catalog import (
     T0,
     config,
     entry,
+    insert_source_row,
     scan,
     schema_differences,
     schema_revision,
     upgrade_to,
-    write_at_old_revision,
+    write_as_stored_then,
 )
 
 FIRST, SECOND, THIRD = "first/skills", "second/skills", "third/skills"
@@ -116,10 +117,10 @@ def test_migration_0008_keeps_rows_and_dates_them_by_their_last_index(
     with empty_database(backend) as url:
         catalog = Catalog.from_url(url)
         upgrade_to(catalog, "0004")
-        catalog.upsert_sources([config(FIRST)])
+        insert_source_row(catalog, FIRST)
         pdf = entry(PDF, source=FIRST, description="Extract PDF tables")
         plugin = entry(PDF, source=FIRST, kind=ArtifactType.PLUGIN, sha="tree-kit")
-        write_at_old_revision(catalog, [pdf, plugin], "c1")
+        write_as_stored_then(catalog, [pdf, plugin], "c1")
 
         catalog.migrate()
 
