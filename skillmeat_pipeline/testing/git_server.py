@@ -168,6 +168,8 @@ class GitHttpServer(BackgroundHTTPServer):
                 if times is not None and times < 1:
                     raise ValueError("times must be at least 1")
                 self._faults[key] = _FaultSetting(Fault(fault), bytes_per_second, method, times)
+                if Fault(fault) is Fault.HOLD:
+                    self._released.pop(key, None)  # a new hold waits for a new release
 
     def _fault_for(self, slug: str | None, method: str) -> _FaultSetting | None:
         if slug is None:
@@ -189,7 +191,8 @@ class GitHttpServer(BackgroundHTTPServer):
             return self._held.wait_for(lambda: self._holding.get(key, 0) > 0, timeout_s)
 
     def release(self, slug: str) -> None:
-        """Let the held requests of `owner/repo` go on (and any held later)."""
+        """Let the held requests of `owner/repo` go on (and any held later, until the next
+        `set_fault(..., Fault.HOLD)`)."""
         key = _normalise_slug(slug)
         with self._lock:
             self._released.setdefault(key, threading.Event()).set()

@@ -463,10 +463,7 @@ def _storable(value: Any) -> Any:
     # backend's driver can encode a lone surrogate (a JSON `\udce9` escape in a manifest): it
     # becomes U+FFFD rather than failing the source's write on every run.
     if isinstance(value, str):
-        value = value.replace("\x00", "")
-        if _SURROGATE.search(value):
-            value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        return value
+        return _SURROGATE.sub("\ufffd", value.replace("\x00", ""))
     if isinstance(value, list):
         return [_storable(v) for v in value]
     if isinstance(value, dict):
