@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from skillmeat_pipeline.testing.sample_marketplace import build_sample_marketplace
 from skillmeat_pipeline.testing.sample_repos import SAMPLE_UPDATE, apply_update, build_sample_repos
 from skillmeat_pipeline_tests.browser import Browser, find_chromium
 from skillmeat_pipeline_tests.test_demo import CLI, EXPECTED_KINDS, clean_environment
@@ -141,8 +142,19 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
     page = f"{base_url}/assets/marketplace_index?view=partitions&partition={quote(key, safe='')}"
     with Browser.launch() as browser:
         browser.navigate(page)
+        # the sample sources, the demo's marketplace and its plugin sources (step 7), of which
+        # the unreachable entries failed
+        market = build_sample_marketplace(tmp_path / "expected-market")
+        materialized = len(EXPECTED_KINDS) + 1 + len(market.scanned)
         text = browser.wait_for_text(
-            [*EXPECTED_KINDS, "Materialized (5)", "artifact_count", "strategy", pushed],
+            [
+                *EXPECTED_KINDS,
+                f"Materialized ({materialized})",
+                f"Failed ({len(market.failed)})",
+                "artifact_count",
+                "strategy",
+                pushed,
+            ],
             timeout_s=90,
         )
         # the partition's own metadata: the second run re-indexed it with the known count
