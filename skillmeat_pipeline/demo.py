@@ -358,9 +358,10 @@ def index_marketplace(layout: DemoLayout, instance: Any, echo: Echo) -> None:
     """Add the sample marketplace to the sources file and index it with its plugin sources."""
     import dagster as dg
 
-    from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, index_source_batch_job
+    from skillmeat_pipeline.defs.index.assets import marketplace_index
+    from skillmeat_pipeline.defs.index.jobs import index_sources_job
     from skillmeat_pipeline.defs.resources import resource_defs
-    from skillmeat_pipeline.index_command import run_index
+    from skillmeat_pipeline.index_command import INDEX_JOB_NAME, run_index
     from skillmeat_pipeline.lib.catalog.store import Catalog
     from skillmeat_pipeline.lib.core.sources import load_sources
 
@@ -369,9 +370,9 @@ def index_marketplace(layout: DemoLayout, instance: Any, echo: Echo) -> None:
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     layout.sources_file.write_text(header + yaml.safe_dump({"sources": listed}, sort_keys=False))
     # built now, inside the demo's environment (GITHUB_TOKEN unset)
-    job = dg.Definitions(jobs=[index_source_batch_job], resources=resource_defs()).get_job_def(
-        BATCH_JOB_NAME
-    )
+    job = dg.Definitions(
+        assets=[marketplace_index], jobs=[index_sources_job], resources=resource_defs()
+    ).resolve_job_def(INDEX_JOB_NAME)
     catalog = Catalog.from_url(layout.index_url)
     try:
         results = run_index(

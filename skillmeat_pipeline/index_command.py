@@ -1,15 +1,17 @@
 """`skillmeat-pipeline index`: materialize `marketplace_index` for chosen sources through the local
 Dagster instance, then follow the plugin sources the indexed marketplaces reveal (SPEC §2.1).
 
-Runs are `index_source_batch` runs of the code location's own definitions, `SOURCES_PER_RUN`
-sources each, as the sensors request them: every source gets its own materialization of its
-partition (metadata, checks), visible in the Dagster UI of the same `DAGSTER_HOME`. Sources that
-share a repository commit go in the same run, which fetches that commit once.
+Runs are what a backfill in the UI makes: `index_sources` (the asset job) over contiguous ranges
+of at most `SOURCES_PER_RUN` partitions, so every source gets its own materialization (metadata,
+checks) or shows as failed, in the Dagster UI of the same `DAGSTER_HOME`. Ranges are cut where the
+repository changes: the sync appends a marketplace's plugin sources repository by repository, so
+the sources of one repository share a run, which fetches each of its commits once. Sources that are
+not contiguous in the partition order (a few `--stale` ones) make ranges of their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +20,7 @@ import dagster as dg
 
 from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN
 from skillmeat_pipeline.defs.index.checks import INDEX_ASSET_KEY
-from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, batch_run_config
-from skillmeat_pipeline.defs.index.partitions import sync_sources
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources, sync_sources
 from skillmeat_pipeline.lib.catalog.source_set import SourceSet
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
 from skillmeat_pipeline.lib.core.models import SourceStatus
@@ -28,6 +29,7 @@ from skillmeat_pipeline.lib.core.sources import SourceConfig
 # Plugin sources never list plugin sources (depth 1): a marketplace round then a plugin round
 # reach closure; the bound only guards against a cycle this code does not foresee.
 MAX_ROUNDS = 4
+INDEX_JOB_NAME = "index_sources"  # the asset job over partition ranges (defs/index/jobs.py)
 QUIET_RUN_CONFIG: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 Progress = Callable[[int], AbstractContextManager[Any]]
@@ -48,31 +50,42 @@ class SourceResult:
     round: int
 
 
-def repository_batches(
-    sources: Sequence[SourceConfig], per_run: int = SOURCES_PER_RUN
+def repository_of(source: SourceConfig) -> str:
+    return source.github.lower() if source.github else source.url.rstrip("/").removesuffix(".git")
+
+
+def partition_ranges(
+    order: Sequence[str],
+    selected: Collection[str],
+    repository: Mapping[str, str],
+    per_run: int = SOURCES_PER_RUN,
 ) -> list[list[str]]:
-    """Keys in runs of at most `per_run`, never splitting the sources of one repository over two
-    runs (unless there are more of them than a run holds): a run clones each commit once, and an
-    entry pinned to a repository's head shares the clone of an entry that follows it."""
-    groups: dict[str, list[str]] = {}
-    for source in sources:
-        where = (source.github or source.url).lower().removesuffix(".git")
-        groups.setdefault(where, []).append(source.key)
-    batches: list[list[str]] = []
-    current: list[str] = []
-    for keys in groups.values():
-        if current and len(current) + len(keys) > per_run:
-            batches.append(current)
-            current = []
-        for start in range(0, len(keys), per_run):
-            chunk = keys[start : start + per_run]
-            if len(chunk) == per_run:
-                batches.append(chunk)
-            else:
-                current += chunk
-    if current:
-        batches.append(current)
-    return batches
+    """The selected keys as ranges of the partition `order`, at most `per_run` keys each, cut where
+    the repository changes whenever a range must be cut (a repository with more sources than a run
+    holds is the only one split)."""
+    segments: list[list[str]] = [[]]
+    for key in order:
+        if key in selected:
+            segments[-1].append(key)
+        elif segments[-1]:
+            segments.append([])
+    ranges: list[list[str]] = []
+    for segment in (s for s in segments if s):
+        start = 0
+        while len(segment) - start > per_run:
+            end = start + per_run
+            cut = next(
+                (
+                    c
+                    for c in range(end, start, -1)
+                    if repository[segment[c - 1]] != repository[segment[c]]
+                ),
+                end,
+            )
+            ranges.append(segment[start:cut])
+            start = cut
+        ranges.append(segment[start:])
+    return ranges
 
 
 def _stale(record: SourceRecord | None) -> bool:
@@ -108,16 +121,24 @@ def select_keys(
     return chosen
 
 
-def _run_batch(
+def _run_range(
     job: dg.JobDefinition, instance: dg.DagsterInstance, keys: list[str], force: bool
 ) -> dict[str, dict[str, Any]]:
-    """One run over `keys`; the metadata of each partition it materialized."""
-    run_config = batch_run_config(keys, force=force) | QUIET_RUN_CONFIG
+    """One run over the partition range `keys`; the metadata of each partition it materialized."""
+    run_config = dict(QUIET_RUN_CONFIG)
+    if force:
+        run_config["ops"] = {
+            "marketplace_index": {"ops": {"resolve_heads": {"config": {"force": True}}}}
+        }
     result = job.execute_in_process(
         run_config=run_config,
         instance=instance,
         raise_on_error=False,
-        tags={"skillmeat/trigger": "cli-index"},
+        tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+            "skillmeat/trigger": "cli-index",
+        },
     )
     materialized: dict[str, dict[str, Any]] = {}
     for entry in instance.all_logs(
@@ -151,7 +172,7 @@ def run_index(
     if job is None:
         from skillmeat_pipeline.definitions import defs
 
-        job = defs.get_job_def(BATCH_JOB_NAME)
+        job = defs.resolve_job_def(INDEX_JOB_NAME)
     wanted, _, _ = sync_sources(instance, catalog, file_sources)
     todo = select_keys(wanted, catalog, keys, everything=everything, stale=stale)
     results: list[SourceResult] = []
@@ -159,13 +180,15 @@ def run_index(
     for number in range(1, MAX_ROUNDS + 1):
         if not todo:
             break
-        by_key = wanted.by_key()
-        batches = repository_batches([by_key[key] for key in todo])
+        repositories = {key: repository_of(source) for key, source in wanted.by_key().items()}
+        # the partition order of the instance: what ranges are made of
+        order = instance.get_dynamic_partitions(marketplace_sources.name)
+        ranges = partition_ranges(order, set(todo), repositories)
         with progress(len(todo)) as bar:
-            for batch in batches:
-                materialized = _run_batch(job, instance, batch, force)
-                results += _results(catalog, batch, materialized, number)
-                bar.update(len(batch))
+            for keys_of_run in ranges:
+                materialized = _run_range(job, instance, keys_of_run, force)
+                results += _results(catalog, keys_of_run, materialized, number)
+                bar.update(len(keys_of_run))
         done.update(todo)
         if not follow:
             break

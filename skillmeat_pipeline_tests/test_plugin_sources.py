@@ -167,26 +167,17 @@ def test_github_urls() -> None:
     assert github_repo_of("http://127.0.0.1:9999/o/r.git") == "o/r"  # the configured git host
 
 
-def test_index_runs_never_split_the_sources_of_one_repository() -> None:
-    from skillmeat_pipeline.index_command import repository_batches
+def test_index_runs_are_partition_ranges_cut_between_repositories() -> None:
+    from skillmeat_pipeline.index_command import partition_ranges
 
-    def plugin(i: int, repo: str, pin: str | None = None) -> PluginSourceConfig:
-        return PluginSourceConfig(
-            key=f"p{i}@m", github=repo, marketplace_key="m", plugin=f"p{i}", pinned_commit=pin
-        )
-
-    sources = [
-        plugin(0, "o/a"),
-        plugin(1, "o/b"),
-        plugin(2, "o/a", PIN),
-        plugin(3, "o/b"),
-        plugin(4, "o/c"),
-        plugin(5, "O/A"),
-        plugin(6, "o/d"),
+    order = ["m", "a1", "a2", "a3", "b1", "b2", "c1", "x", "d1", "d2", "d3", "d4", "d5"]
+    repository = {key: key[0] for key in order}
+    selected = set(order) - {"x"}
+    assert partition_ranges(order, selected, repository, per_run=4) == [
+        ["m", "a1", "a2", "a3"],
+        ["b1", "b2", "c1"],  # a cut falls between repositories, and at `x`, not selected
+        ["d1", "d2", "d3", "d4"],  # more sources of one repository than a run holds
+        ["d5"],
     ]
-    assert repository_batches(sources, per_run=4) == [
-        ["p0@m", "p2@m", "p5@m"],
-        ["p1@m", "p3@m", "p4@m", "p6@m"],
-    ]
-    many = [plugin(i, "o/big") for i in range(5)]
-    assert repository_batches(many, per_run=2) == [["p0@m", "p1@m"], ["p2@m", "p3@m"], ["p4@m"]]
+    assert partition_ranges(order, {"a2", "c1", "d5"}, repository) == [["a2"], ["c1"], ["d5"]]
+    assert partition_ranges(order, set(), repository) == []

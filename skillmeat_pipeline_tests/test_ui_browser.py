@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from skillmeat_pipeline.testing.sample_marketplace import build_sample_marketplace
 from skillmeat_pipeline.testing.sample_repos import SAMPLE_UPDATE, apply_update, build_sample_repos
 from skillmeat_pipeline_tests.browser import (
     chromium_page,
@@ -148,9 +149,20 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
     shot = tmp_path / "ui-marketplace-index.png"
     with chromium_page() as browser:
         browser.goto(page)
+        # the sample sources, the demo's marketplace and its plugin sources (step 7), of which
+        # the unreachable entries failed
+        market = build_sample_marketplace(tmp_path / "expected-market")
+        materialized = len(EXPECTED_KINDS) + 1 + len(market.scanned)
         text = wait_for_text(
             browser,
-            [*EXPECTED_KINDS, "Materialized (5)", "artifact_count", "strategy", pushed],
+            [
+                *EXPECTED_KINDS,
+                f"Materialized ({materialized})",
+                f"Failed ({len(market.failed)})",
+                "artifact_count",
+                "strategy",
+                pushed,
+            ],
             timeout_s=90,
         )
         # the partition's own metadata: the second run re-indexed it with the known count
@@ -167,7 +179,22 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
         text = wait_for_pattern(browser, r"^strategy\s*\n\s*api$")
         assert metadata_value(text, "artifact_count") == "2"
         assert metadata_value(text, "scan_status") == "current"
+
+        # the asset graph: the per-source index and what is computed across the catalog from it
+        browser.goto(f"{base_url}/asset-groups/catalog")
+        wait_for_text(
+            browser,
+            ["marketplace_index", "catalog_duplicates", "catalog_summary", "catalog_export"],
+            timeout_s=60,
+        )
+        graph = tmp_path / "ui-asset-graph.png"
+        browser.screenshot(path=graph)
+        if os.environ.get("SKILLMEAT_UI_SCREENSHOT"):
+            browser.screenshot(
+                path=Path(os.environ["SKILLMEAT_UI_SCREENSHOT"]).with_name("ui-asset-graph.png")
+            )
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
+    assert graph.read_bytes().startswith(b"\x89PNG")
 
     code = demo.interrupt(STOP_TIMEOUT_S)
     assert code == 0, demo.text()
