@@ -36,10 +36,10 @@ from skillmeat_pipeline.lib.catalog.store import (
 )
 from skillmeat_pipeline.lib.core.detection import (
     DEFAULT_IGNORED_SEGMENTS,
-    PLUGIN_MANIFEST_FOLDER,
     detect_artifacts,
 )
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
+from skillmeat_pipeline.lib.core.files import BINARY_SUFFIXES, artifact_file_paths
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
     CatalogEntry,
@@ -93,11 +93,11 @@ from skillmeat_pipeline.lib.scan.outcomes import (
     Superseded,
     failed,
 )
+from skillmeat_pipeline.lib.trust.scan import MAX_FILE_BYTES
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_NEXT = "falling back to the GitHub API"
-PLUGIN_JSON = f"{PLUGIN_MANIFEST_FOLDER}/plugin.json"
 FAILURE_NEXT = "the partition fails and its last good rows stay"
 
 
@@ -816,23 +816,33 @@ class _ReadAhead:
 
     def before_detection(self) -> None:
         listing = _ListingOnly(self.snapshot)
-        self._asked_by_extraction(listing, _detect(listing, self.plan.source))
-        self._read(list(listing.asked.values()))
+        self._read(self._planned(listing, _detect(listing, self.plan.source)))
 
     def before_extraction(self, detection: Detection) -> None:
-        listing = _ListingOnly(self.snapshot)
-        self._asked_by_extraction(listing, detection)
-        self._read(list(listing.asked.values()))
+        self._read(self._planned(_ListingOnly(self.snapshot), detection))
 
-    def _asked_by_extraction(self, listing: _ListingOnly, detection: Detection) -> None:
-        # what extraction reads depends on the detection and `previous`, not on file contents
-        extract_catalog_entries(
+    def _planned(self, listing: _ListingOnly, detection: Detection) -> list[TreeEntry]:
+        """What extraction and the trust rules will read after `detection` (and what `listing`
+        was already asked for): it depends on paths and `previous`, not on file contents."""
+        entries = extract_catalog_entries(
             listing,
             detection,
             source_key=self.plan.key,
             deep_indexing=self.plan.source.deep_indexing,
             previous=self.previous,
         )
+        wanted = dict(listing.asked)
+        # the trust rules read the text files of every entry without stored findings
+        blobs = {e.path: e for e in self.snapshot.entries if e.is_blob}
+        blob_paths = sorted(blobs)
+        for entry in entries:
+            if entry.findings is not None:
+                continue
+            for path in artifact_file_paths(entry, blob_paths):
+                size = self.snapshot.size_of(blobs[path])
+                if size is None or size <= MAX_FILE_BYTES:
+                    wanted.setdefault(path, blobs[path])
+        return list(wanted.values())
 
     def _read(self, entries: list[TreeEntry]) -> None:
         missing = [e for e in entries if e.path not in self.snapshot.read_ahead]
@@ -847,19 +857,19 @@ class _ReadAhead:
 
     def _read_archive(self, entries: list[TreeEntry]) -> None:
         key = self.plan.key
-        # what the listing cannot predict: where symlinks lead, and the agents a `plugin.json`
-        # lists (Markdown below the plugin's folder)
-        plugins = tuple(
-            e.path[: -len(PLUGIN_JSON)]  # "" for a plugin at the root, else its folder and "/"
-            for e in self.snapshot.entries
-            if e.is_blob and (e.path == PLUGIN_JSON or e.path.endswith("/" + PLUGIN_JSON))
-        )
+        # what the listing cannot predict (where symlinks lead, the agents a `plugin.json` lists,
+        # the folders of marketplace entries, so the files the trust rules read there): the
+        # archive keeps every file a scan could read, bounded by `archive.max_kept_bytes`
         extras = [
             e
             for e in self.snapshot.entries
             if (
                 e.is_symlink
-                or (e.is_blob and e.path.lower().endswith(".md") and e.path.startswith(plugins))
+                or (
+                    e.is_blob
+                    and not e.path.lower().endswith(BINARY_SUFFIXES)
+                    and (self.snapshot.size_of(e) or 0) <= MAX_FILE_BYTES
+                )
             )
             and not DEFAULT_IGNORED_SEGMENTS.intersection(e.path.split("/"))
         ]
