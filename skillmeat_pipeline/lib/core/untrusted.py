@@ -113,6 +113,12 @@ class ScreenedSnapshot:
     def read_blob(self, entry: TreeEntry) -> bytes:
         return self.snapshot.read_blob(entry)
 
+    def size_of(self, entry: TreeEntry) -> int | None:
+        """The blob's size when the screened snapshot knows it without reading (the API tree)."""
+        size_of = getattr(self.snapshot, "size_of", None)
+        size = size_of(entry) if callable(size_of) else None
+        return size if isinstance(size, int) else None
+
 
 def screen_snapshot(snapshot: TreeSnapshot) -> ScreenedSnapshot:
     """The entries of `snapshot` whose paths can be stored and shown, and those left out."""
