@@ -15,9 +15,13 @@ archive host does; the untimed warm-up run builds it, and (a0) measures (a) agai
 emulator that builds the archive while sending it. Every method must give the same entries.
 
 Then the threshold: for N files of one repository, N concurrent raw reads against one archive read
-(`read_archive` of the same N files), so the crossover can be read off.
+(`read_archive` of the same N files), so the crossover can be read off; once on loopback as it is,
+once with 25 ms added to every answer, about an internet round trip to GitHub's hosts (on
+loopback the in-process emulator answers raw reads one at a time under the GIL, so concurrency
+shows only when answers wait).
 
-    .venv/bin/python benchmarks/bench_archive.py [--runs 3] [--no-sweep] [NAME ...]
+    .venv/bin/python benchmarks/bench_archive.py [--runs 3] [--no-sweep | --sweep-only]
+        [--latency-ms 0,25] [--methods s,r,a,a0,c] [NAME ...]
 
 Targets: (a) within 2x of (c) in wall time, with at most 3 REST calls.
 """
@@ -59,6 +63,7 @@ SWEEP_SIZES = (10, 20, 40, 80, 160, 320)
 SWEEP_REPOSITORIES = ("wshobson/agents", "miethe/skillmeat", SYNTHETIC)
 CLONE = CloneSettings(timeout_s=900, min_disk_space_mb=0)
 NEVER = 10**9
+UNLIMITED = 10**9
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,7 @@ def run_archive(servers: Servers, slug: str) -> Sample:
 
 
 def run_archive_cold(servers: Servers, slug: str) -> Sample:
-    with GitHubEmulator(servers.root) as fresh:
+    with GitHubEmulator(servers.root, anonymous_rate_limit=UNLIMITED) as fresh:
         return run_archive(Servers(servers.root, servers.git, fresh), slug)
 
 
@@ -217,35 +222,43 @@ def _same(samples: list[Sample], reference: list[Sample]) -> bool:
 # -- the threshold ---------------------------------------------------------------------------------
 
 
-def sweep(servers: Servers, slugs: tuple[str, ...], runs: int) -> None:
-    """N concurrent raw reads vs one archive read of the same N files, per repository."""
-    github = servers.github
-    print("\nthreshold: N files read as concurrent raw reads (8 at a time) vs from the archive")
-    print(f"median of {runs} runs, ms; archive host warm")
+def sweep(root: Path, slugs: tuple[str, ...], runs: int, latency_ms: int) -> None:
+    """N concurrent raw reads vs one archive read of the same N files, per repository.
+
+    `latency_ms` delays every answer of the emulator (REST, raw and archive hosts alike), as an
+    internet round trip to GitHub would; the waits do not hold the GIL, so concurrency shows.
+    """
+    print(
+        f"\nthreshold, {latency_ms} ms added to every answer: N files as raw reads 8 at a time "
+        f"vs the archive; median of {runs} runs, ms; archive host warm"
+    )
     header = f"{'repository':<30} {'archive MB':>10} " + " ".join(
         f"{f'N={n}':>15}" for n in SWEEP_SIZES
     )
     print(header)
     print("-" * len(header))
-    for slug in slugs:
-        with GitHubClient(api_url=github.api_url, raw_url=github.raw_url) as client:
-            markdown = [e for e in client.fetch_snapshot(slug).entries if e.path.endswith(".md")]
-            cells, size = [], 0
-            for n in SWEEP_SIZES:
-                chosen = markdown[:: max(1, len(markdown) // n)][:n]
-                raw, archive = [], []
-                for _ in range(runs):
-                    snapshot = client.fetch_snapshot(slug)
-                    started = time.perf_counter()
-                    snapshot.prefetch(chosen, workers=8)
-                    raw.append(time.perf_counter() - started)
-                    snapshot = client.fetch_snapshot(slug)
-                    started = time.perf_counter()
-                    size = read_archive(snapshot, chosen, ArchiveSettings()).archive_bytes
-                    archive.append(time.perf_counter() - started)
-                r, a = statistics.median(raw) * 1000, statistics.median(archive) * 1000
-                cells.append(f"{r:6.0f} / {a:6.0f}{'*' if r > a else ' '}")
-        print(f"{slug:<30} {size / 1e6:10.1f} " + " ".join(f"{c:>15}" for c in cells))
+    with GitHubEmulator(root, anonymous_rate_limit=UNLIMITED, delay_s=latency_ms / 1000) as github:
+        for slug in slugs:
+            with GitHubClient(api_url=github.api_url, raw_url=github.raw_url) as client:
+                snapshot = client.fetch_snapshot(slug)
+                markdown = [e for e in snapshot.entries if e.path.endswith(".md")]
+                size = read_archive(snapshot, [], ArchiveSettings()).archive_bytes  # builds it
+                cells = []
+                for n in SWEEP_SIZES:
+                    chosen = markdown[:: max(1, len(markdown) // n)][:n]
+                    raw, archive = [], []
+                    for _ in range(runs):
+                        snapshot = client.fetch_snapshot(slug)
+                        started = time.perf_counter()
+                        snapshot.prefetch(chosen, workers=8)
+                        raw.append(time.perf_counter() - started)
+                        snapshot = client.fetch_snapshot(slug)
+                        started = time.perf_counter()
+                        read_archive(snapshot, chosen, ArchiveSettings())
+                        archive.append(time.perf_counter() - started)
+                    r, a = statistics.median(raw) * 1000, statistics.median(archive) * 1000
+                    cells.append(f"{r:6.0f} / {a:6.0f}{'*' if r > a else ' '}")
+            print(f"{slug:<30} {size / 1e6:10.1f} " + " ".join(f"{c:>15}" for c in cells))
     print("cells: raw ms / archive ms; * where the archive was faster")
 
 
@@ -303,18 +316,36 @@ def report(repos: list[Repository], runs: int, load_before: float) -> list[str]:
     return missed
 
 
+def run_all(servers: Servers, repo: Repository, chosen: set[str], runs: int) -> None:
+    methods = {m: run for m, (_, run) in METHODS.items() if m in chosen}
+    for run in methods.values():
+        run(servers, repo.slug)  # warm-up: clone worker, page cache, archive built
+    # methods interleaved run by run, so a slow moment of the machine hits all of them
+    for _ in range(runs):
+        for method, run in methods.items():
+            repo.samples[method].append(run(servers, repo.slug))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("names", nargs="*", default=[*CORPUS, SYNTHETIC])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--corpus", type=Path, default=CORPUS_DIR)
-    parser.add_argument("--no-sweep", action="store_true", help="skip the threshold table")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the threshold tables")
+    parser.add_argument("--sweep-only", action="store_true", help="only the threshold tables")
+    parser.add_argument(
+        "--latency-ms",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[0, 25],
+        help="added latency of each threshold table (comma-separated ms)",
+    )
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated subset of s,r,a,a0,c"
     )
     args = parser.parse_args()
     chosen = {m.strip() for m in args.methods.split(",")} | {"a", "c"}
     load_before = os.getloadavg()[0]
+    missed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
         root = Path(tmp) / "served"
         repos: list[Repository] = []
@@ -328,21 +359,20 @@ def main() -> int:
             repos.append(Repository(slug, _file_count(root, slug)))
         with (
             GitHttpServer(root) as git,
-            GitHubEmulator(root, git_base_url=git.base_url) as github,
+            # one emulator for every run: its anonymous rate limit must not end the benchmark
+            GitHubEmulator(
+                root, git_base_url=git.base_url, anonymous_rate_limit=UNLIMITED
+            ) as github,
         ):
             servers = Servers(root, git, github)
-            for repo in repos:
-                methods = {m: run for m, (_, run) in METHODS.items() if m in chosen}
-                for run in methods.values():
-                    run(servers, repo.slug)  # warm-up: clone worker, page cache, archive built
-                # methods interleaved run by run, so a slow moment of the machine hits all of them
-                for _ in range(args.runs):
-                    for method, run in methods.items():
-                        repo.samples[method].append(run(servers, repo.slug))
-            missed = report(repos, args.runs, load_before)
-            if not args.no_sweep:
-                slugs = tuple(s for s in SWEEP_REPOSITORIES if s in {r.slug for r in repos})
-                sweep(servers, slugs, args.runs)
+            if not args.sweep_only:
+                for repo in repos:
+                    run_all(servers, repo, chosen, args.runs)
+                missed = report(repos, args.runs, load_before)
+        if not args.no_sweep:
+            slugs = tuple(s for s in SWEEP_REPOSITORIES if s in {r.slug for r in repos})
+            for latency in args.latency_ms:
+                sweep(root, slugs, args.runs, latency)
     if missed:
         print("\ntargets missed:\n  " + "\n  ".join(missed))
     return 1 if missed else 0

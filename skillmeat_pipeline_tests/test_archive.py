@@ -268,6 +268,19 @@ def test_a_small_source_reads_its_files_concurrently_over_shared_connections(
     assert dumps(archived) == dumps(outcome)
 
 
+def test_a_failed_concurrent_raw_read_fails_the_source_clearly(
+    emulator: GitHubEmulator, client: GitHubClient
+) -> None:
+    emulator.inject_fault(SMALL, 500, host="raw")
+
+    outcome, _ = over_api(client, SMALL, settings())
+
+    assert isinstance(outcome, Failed)
+    assert "from the raw host failed: GitHub answered 500" in outcome.reason
+    assert emulator.archive_calls() == []
+    assert len(emulator.rest_calls()) == 2
+
+
 def test_the_threshold_bounds_the_raw_reads_of_a_scan(
     emulator: GitHubEmulator, client: GitHubClient
 ) -> None:

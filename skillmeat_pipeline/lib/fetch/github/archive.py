@@ -39,7 +39,7 @@ from skillmeat_pipeline.lib.fetch.github.client import (
 MB = 1024 * 1024
 # Planned raw reads above which the archive is read instead; benchmarks/bench_archive.py measures
 # where one archive starts to beat concurrent raw reads (README "Reading over the GitHub API").
-DEFAULT_ARCHIVE_THRESHOLD = 40
+DEFAULT_ARCHIVE_THRESHOLD = 100
 DEFAULT_ARCHIVE_TIMEOUT_S = 300.0
 DEFAULT_MAX_ARCHIVE_MB = 1024
 DEFAULT_MAX_KEPT_MB = 256
@@ -119,7 +119,7 @@ def read_archive(
         kept_bytes=unpacker.kept_bytes,
         members=unpacker.members,
         archive_bytes=response.num_bytes_downloaded,
-        unusable=tuple(unpacker.unusable),
+        unusable=tuple(sorted(unpacker.wanted.keys() - unpacker.kept.keys())),
     )
 
 
@@ -264,7 +264,6 @@ class _Unpacker:
         self.kept: dict[str, bytes] = {}
         self.kept_bytes = 0
         self.members = 0
-        self.unusable: list[str] = []
         self._root: str | None = None
         self._kinds: dict[str, str] = {}  # relative path -> "folder" | "file" | "symlink"
 
@@ -357,12 +356,9 @@ class _Unpacker:
             extracted = tar.extractfile(member)
             data = extracted.read() if extracted is not None else b""
         else:
-            self.unusable.append(entry.path)
-            return
+            return  # not the kind of entry the tree lists: the raw host serves the blob
         if git_blob_sha(data) != entry.sha:
-            # export-subst, eol conversion: the raw host serves the blob itself
-            self.unusable.append(entry.path)
-            return
+            return  # export-subst, eol conversion: the raw host serves the blob itself
         self.kept[entry.path] = data
         self.kept_bytes += len(data)
 
