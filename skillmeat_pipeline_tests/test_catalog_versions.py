@@ -16,10 +16,11 @@ from skillmeat_pipeline_tests.test_catalog import (
     clone_target,
     config,
     entry,
-    scan_at_0003,
+    insert_source_row,
     schema_differences,
     schema_revision,
     upgrade_to,
+    write_as_stored_then,
 )
 
 
@@ -30,8 +31,8 @@ def test_upgrading_a_0004_catalog_keeps_its_rows_at_version_zero(
     with empty_database(backend) as url:
         catalog = Catalog.from_url(url)
         upgrade_to(catalog, "0004")
-        catalog.upsert_sources([config(SOURCE)])
-        scan_at_0003(catalog, [entry("skills/pdf"), entry("skills/xlsx")], "c1")
+        insert_source_row(catalog, SOURCE)
+        write_as_stored_then(catalog, [entry("skills/pdf"), entry("skills/xlsx")], "c1")
 
         catalog.migrate()
 
