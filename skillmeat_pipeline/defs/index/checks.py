@@ -91,10 +91,11 @@ class SourceRisk:
         return {"high_risk_count": self.counts.high, "medium_risk_count": self.counts.medium}
 
 
-def source_risk(catalog: Catalog, result: Current | Scanned) -> SourceRisk:
-    """From the scanned entries, or from the catalog when the stored index is still current."""
+def source_risk(catalog: Catalog, result: Current | Scanned | Superseded) -> SourceRisk:
+    """From the scanned entries, or from the catalog when what it stores stays (a current source,
+    or a superseded run: the newer scan's rows are the catalog's)."""
     key = result.source_key
-    if isinstance(result, Current):
+    if not isinstance(result, Scanned):
         counts = catalog.risk_counts([key])[key]
         return SourceRisk(counts, catalog.findings(source_key=key, min_severity=Severity.HIGH))
     high = [
