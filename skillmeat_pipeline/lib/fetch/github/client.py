@@ -517,7 +517,8 @@ class GitHubClient:
         """`GET /repos/{repo}/tarball/{commit_sha}` (one REST call), followed to the archive host.
 
         Returns the archive's 200 answer unread: the caller streams it, reports what it received
-        with `count_archive_bytes` and closes it. `timeout` applies to each request and each read.
+        with `count_archive_bytes` and closes it. `timeout` applies to each request to the archive
+        host and each read of its answer.
         """
         what = f"reading the archive of {commit_sha[:12]}"
         url = self._moved_url(f"{self.api_url}/repos/{repo}/tarball/{quote(commit_sha)}")
@@ -646,7 +647,8 @@ class GitHubClient:
 
         With `stream`, a 200 answer comes back unread (the caller reads and closes it), and the
         hop a REST call is redirected to with 302/303/307 is the archive host: counted apart, not
-        budgeted. A 301/308 is a repository that moved and stays on its host.
+        budgeted, with `timeout` instead of the client's. A 301/308 is a repository that moved and
+        stays on its host.
         """
         home = _origin(self.api_url if host == "rest" else self.raw_url)
         for _ in range(_MAX_REDIRECTS + 1):
@@ -659,7 +661,11 @@ class GitHubClient:
                 "GET",
                 url,
                 headers=request_headers,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=(
+                    timeout
+                    if timeout is not None and host == "archive"
+                    else httpx.USE_CLIENT_DEFAULT
+                ),
             )
             try:
                 response = self._http.send(request, stream=stream)
