@@ -518,9 +518,10 @@ class GitHubClient:
     def read_raw(self, repo: str, ref: str, path: str, *, scan: ScanStats) -> bytes:
         """A file's bytes from the raw host; counted as a raw read, not a REST call."""
         url = self._moved_url(f"{self.raw_url}/{repo}/{quote(ref)}/{quote(path)}")
-        response = self._get(scan, url, "raw", f"reading {path}", {})
+        what = f"reading {path} from the raw host"
+        response = self._get(scan, url, "raw", what, {})
         if response.status_code != 200:
-            raise self._error(response, scan.repo, f"reading {path} from the raw host")
+            raise self._error(response, scan.repo, what)
         return response.content
 
     def open_archive(
@@ -529,7 +530,8 @@ class GitHubClient:
         """`GET /repos/{repo}/tarball/{commit_sha}` (one REST call), followed to the archive host.
 
         Returns the archive's 200 answer unread: the caller streams it, reports what it received
-        with `count_archive_bytes` and closes it. `timeout` applies to each request and each read.
+        with `count_archive_bytes` and closes it. `timeout` applies to each request to the archive
+        host and each read of its answer.
         """
         what = f"reading the archive of {commit_sha[:12]}"
         url = self._moved_url(f"{self.api_url}/repos/{repo}/tarball/{quote(commit_sha)}")
@@ -723,7 +725,8 @@ class GitHubClient:
 
         With `stream`, a 200 answer comes back unread (the caller reads and closes it), and the
         hop a REST call is redirected to with 302/303/307 is the archive host: counted apart, not
-        budgeted. A 301/308 is a repository that moved and stays on its host.
+        budgeted, with `timeout` instead of the client's. A 301/308 is a repository that moved and
+        stays on its host.
         """
         home = _origin(self.api_url if host == "rest" else self.raw_url)
         for _ in range(_MAX_REDIRECTS + 1):
@@ -736,7 +739,11 @@ class GitHubClient:
                 "GET",
                 url,
                 headers=request_headers,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                timeout=(
+                    timeout
+                    if timeout is not None and host == "archive"
+                    else httpx.USE_CLIENT_DEFAULT
+                ),
             )
             try:
                 response = self._http.send(request, stream=stream)
