@@ -809,17 +809,19 @@ class _ReadAhead:
         self.plan = plan
         self.settings = fetchers.settings
         self.snapshot = snapshot
+        # only paths that can be indexed are planned (`index_tree` screens the same way)
+        self.screened = screen_snapshot(snapshot)
         self.previous = previous
         self.phase = phase
         self.sleep = sleep
         self.archive_read = False
 
     def before_detection(self) -> None:
-        listing = _ListingOnly(self.snapshot)
+        listing = _ListingOnly(self.screened)
         self._read(self._planned(listing, _detect(listing, self.plan.source)))
 
     def before_extraction(self, detection: Detection) -> None:
-        self._read(self._planned(_ListingOnly(self.snapshot), detection))
+        self._read(self._planned(_ListingOnly(self.screened), detection))
 
     def _planned(self, listing: _ListingOnly, detection: Detection) -> list[TreeEntry]:
         """What extraction and the trust rules will read after `detection` (and what `listing`
@@ -833,7 +835,7 @@ class _ReadAhead:
         )
         wanted = dict(listing.asked)
         # the trust rules read the text files of every entry without stored findings
-        blobs = {e.path: e for e in self.snapshot.entries if e.is_blob}
+        blobs = {e.path: e for e in self.screened.entries if e.is_blob}
         blob_paths = sorted(blobs)
         for entry in entries:
             if entry.findings is not None:
@@ -862,7 +864,7 @@ class _ReadAhead:
         # archive keeps every file a scan could read, bounded by `archive.max_kept_bytes`
         extras = [
             e
-            for e in self.snapshot.entries
+            for e in self.screened.entries
             if (
                 e.is_symlink
                 or (
