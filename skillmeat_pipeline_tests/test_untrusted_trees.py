@@ -16,7 +16,8 @@ import pygit2
 import pytest
 from click.testing import CliRunner
 
-from skillmeat_pipeline.cli import format_rows, main
+from skillmeat_pipeline.cli import main
+from skillmeat_pipeline.cli.output import format_rows
 from skillmeat_pipeline.lib.core.untrusted import (
     MAX_TREE_ENTRIES_ENV,
     TreeTooLargeError,

@@ -1,0 +1,140 @@
+"""`skillmeat-pipeline search` and `findings`: read the catalog."""
+
+import json
+
+import click
+
+from skillmeat_pipeline.cli.output import fail, format_rows, risk_label
+from skillmeat_pipeline.lib.catalog.store import NO_RISK, Catalog
+from skillmeat_pipeline.lib.core.findings import SEVERITIES, Severity
+from skillmeat_pipeline.lib.core.untrusted import printable
+
+
+@click.command()
+@click.argument("query")
+@click.option(
+    "--type",
+    "artifact_type",
+    type=click.Choice(["skill", "agent", "command", "hook", "mcp", "plugin"]),
+    help="Only this kind of artifact.",
+)
+@click.option("--source", "source_key", help="Only this source (its key).")
+@click.option(
+    "--max-risk",
+    type=click.Choice([NO_RISK, *(s.value for s in reversed(SEVERITIES))]),
+    help="Only artifacts whose risk is at most this (none: no finding at all).",
+)
+@click.option("--limit", default=20, show_default=True, help="At most this many results.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
+@click.option("--all-copies", is_flag=True, help="Every copy of a duplicate, not only the first.")
+@click.option("--min-quality", type=click.IntRange(0, 100), help="Only quality at least this.")
+@click.option("--by-quality", is_flag=True, help="Best quality first, then best match.")
+def search(
+    query: str,
+    artifact_type: str | None,
+    source_key: str | None,
+    max_risk: str | None,
+    limit: int,
+    as_json: bool,
+    all_copies: bool,
+    min_quality: int | None,
+    by_quality: bool,
+) -> None:
+    """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
+
+    Each result carries its `risk` (the highest severity of its security findings) and, with
+    --json, its `findings`.
+
+    \b
+    Examples:
+      skillmeat-pipeline search "pull request review" --type agent
+      skillmeat-pipeline search pdf --source anthropics/skills --json
+      skillmeat-pipeline search "code review" --max-risk low
+    """
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    hits = catalog.search(
+        query,
+        artifact_type=artifact_type,
+        source_key=source_key,
+        max_risk=max_risk,
+        limit=limit,
+        all_copies=all_copies,
+        min_quality=min_quality,
+        by_quality=by_quality,
+    )
+    if as_json:
+        shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]
+        click.echo(json.dumps(shown, indent=2))
+        return
+    if not hits:
+        click.echo(f"no results for {query!r}")
+        return
+    rows = [
+        (
+            f"{h.score:.2f}",
+            h.artifact_type.value,
+            printable(h.name),
+            printable(h.install_name or h.source_key),
+            risk_label(h.risk),
+            printable((h.description or "")[:60]),
+        )
+        for h in hits
+    ]
+    # PLUGIN: what `/plugin install` takes (`plugin@marketplace`), else the source key
+    click.echo(
+        format_rows(("SCORE", "TYPE", "NAME", "PLUGIN / SOURCE", "RISK", "DESCRIPTION"), rows)
+    )
+
+
+@click.command("findings")
+@click.option("--source", "source_key", help="Only this source (its key).")
+@click.option(
+    "--severity",
+    type=click.Choice([s.value for s in SEVERITIES]),
+    help="Only findings of at least this severity (high: high only).",
+)
+@click.option("--limit", default=1000, show_default=True, help="At most this many findings.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of findings.")
+def findings(source_key: str | None, severity: str | None, limit: int, as_json: bool) -> None:
+    """Security findings of the catalog's artifacts (SKILLMEAT_INDEX_URL), highest severity first.
+
+    A finding is a trust rule (README "Trust", docs/trust-rules.md) that matched one line of an
+    artifact's files: its rule id, severity, file and line, a short excerpt (secrets cut to their
+    first 4 characters) and what to do about it.
+
+    \b
+    Examples:
+      skillmeat-pipeline findings --severity high
+      skillmeat-pipeline findings --source anthropics/skills --json
+    """
+    if limit < 1:
+        fail(f"--limit must be at least 1, got {limit}")
+    catalog = Catalog.from_env()
+    catalog.migrate()
+    found = catalog.findings(
+        source_key=source_key,
+        min_severity=Severity(severity) if severity else None,
+        limit=limit + 1,
+    )
+    shown = found[:limit]
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in shown], indent=2))
+    elif not shown:
+        click.echo("no findings")
+    else:
+        rows = [
+            (
+                f.finding.severity.value,
+                f.finding.rule,
+                f.source_key,
+                f"{f.artifact_type.value}:{printable(f.path)}",
+                f"{printable(f.finding.file)}:{f.finding.line}",
+                f.finding.excerpt,
+            )
+            for f in shown
+        ]
+        headers = ("SEVERITY", "RULE", "SOURCE", "ARTIFACT", "WHERE", "EXCERPT")
+        click.echo(format_rows(headers, rows, max_width=60))
+    if len(found) > limit:
+        click.echo(f"more than {limit} findings; showing the first {limit} (--limit)", err=True)
