@@ -10,6 +10,7 @@ from skillmeat_pipeline.cli.sources import sources
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="skillmeat-pipeline", prog_name="skillmeat-pipeline")
 def main() -> None:
     """Index Claude Code artifacts (skills, agents, commands, hooks, MCP servers, plugins) found in
     git repositories into a searchable catalog, as a Dagster code location.

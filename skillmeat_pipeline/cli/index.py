@@ -5,6 +5,7 @@ from typing import Any
 
 import click
 
+from skillmeat_pipeline.cli.instance import dagster_instance
 from skillmeat_pipeline.cli.output import fail, format_rows
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.sources import SourcesFileError, load_sources
@@ -39,22 +40,20 @@ def index(
       skillmeat-pipeline index --stale
       skillmeat-pipeline index my/source --force --no-follow
     """
-    import dagster as dg
-
     from skillmeat_pipeline.index_command import IndexUsageError, run_index
 
     try:
         configured = load_sources()
     except SourcesFileError as exc:
         fail(str(exc))
-    catalog = Catalog.from_env()
-    catalog.migrate()
 
     def progress(total: int) -> Any:
         return click.progressbar(length=total, label="indexing", file=sys.stderr)
 
-    try:
-        with dg.DagsterInstance.get() as instance:
+    with dagster_instance() as instance:
+        catalog = Catalog.from_env()
+        try:
+            catalog.migrate()
             results = run_index(
                 instance,
                 catalog,
@@ -66,10 +65,10 @@ def index(
                 follow=not no_follow,
                 progress=progress,
             )
-    except IndexUsageError as exc:
-        fail(str(exc))
-    finally:
-        catalog.dispose()
+        except IndexUsageError as exc:
+            fail(str(exc))
+        finally:
+            catalog.dispose()
     rows = [
         (
             printable(r.key),

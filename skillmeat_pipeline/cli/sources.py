@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skillmeat_pipeline.cli.instance import dagster_instance
 from skillmeat_pipeline.cli.output import fail, format_risk_counts, format_rows
 from skillmeat_pipeline.lib.catalog.store import Catalog, MarketplaceSourceResponse
 from skillmeat_pipeline.lib.core.addresses import (
@@ -57,20 +58,19 @@ def sources_sync() -> None:
       dagster asset materialize -m skillmeat_pipeline.definitions \\
           --select marketplace_index --partition anthropics/skills
     """
-    # Imported here: Dagster takes a second to import and `detect` never needs it.
-    import dagster as dg
-
     from skillmeat_pipeline.defs.index.partitions import sync_sources
 
     try:
         configured = load_sources()
     except SourcesFileError as exc:
         fail(str(exc))
-    catalog = Catalog.from_env()
-    catalog.migrate()
-    with dg.DagsterInstance.get() as instance:
-        wanted, added, removed = sync_sources(instance, catalog, configured)
-    catalog.dispose()
+    with dagster_instance() as instance:
+        catalog = Catalog.from_env()
+        try:
+            catalog.migrate()
+            wanted, added, removed = sync_sources(instance, catalog, configured)
+        finally:
+            catalog.dispose()
     for problem in wanted.problems:
         click.echo(f"warning: {printable(problem)}", err=True)
     plugins = (
