@@ -27,10 +27,11 @@ from skillmeat_pipeline.defs.automation.sensors import (
 )
 from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_index
 from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, BATCH_OP_NAME
+from skillmeat_pipeline.defs.index.partitions import sync_sources
 from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
 from skillmeat_pipeline.lib.catalog.store import Catalog, sources
 from skillmeat_pipeline.lib.core.secrets import Secret
-from skillmeat_pipeline.lib.core.sources import SourceConfig
+from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
 from skillmeat_pipeline.lib.fetch.git.heads import (
     BatchHeadLister,
     HeadAnswer,
@@ -217,6 +218,53 @@ def test_push_sensor_requests_exactly_the_moved_sources_in_one_batch(setup: Setu
     for polled in setup.served_per_tick():
         assert sorted(r.repo for r in polled) == sorted(keys)
         assert {(r.method, r.status) for r in polled} == {("GET", 200)}
+
+
+def test_sources_synced_before_the_daemon_ran_get_their_first_index_from_the_heads_sensor(
+    setup: Setup,
+):
+    # `skillmeat-pipeline sources sync` with no daemon running: partitions exist, nothing indexed
+    keys = LOCAL + GITHUB
+    _, added, _ = sync_sources(setup.instance, setup.catalog, load_sources(setup.sources_path))
+    assert set(added) == set(keys)
+
+    # the daemon starts: the sync sensor sees nothing new ...
+    with dg.build_sensor_context(instance=setup.instance, resources=setup.resources()) as context:
+        assert isinstance(sources_sync_sensor(context), dg.SkipReason)
+    # ... and the heads sensor requests the first index of every source it polls, once
+    first = setup.tick(None, page_size=50, tick_budget_seconds=20)
+    requested = [
+        key
+        for request in first.run_requests
+        for key in request.run_config["ops"][BATCH_OP_NAME]["config"]["sources"]
+    ]
+    assert sorted(requested) == sorted(keys)
+    assert len(first.run_requests) == -(-len(keys) // SOURCES_PER_RUN)
+    second = setup.tick(first.cursor, page_size=50, tick_budget_seconds=20)
+    assert second.run_requests == []
+
+
+def test_a_first_index_already_in_progress_is_not_requested_again_by_the_heads_sensor(
+    setup: Setup,
+):
+    keys = LOCAL[:4]
+    setup.sources_path.write_text(
+        yaml.safe_dump({"sources": [{"key": k, "url": setup.git.url_for(k)} for k in keys]})
+    )
+    with dg.build_sensor_context(instance=setup.instance, resources=setup.resources()) as context:
+        synced = sources_sync_sensor(context)
+    setup.instance.add_dynamic_partitions("marketplace_sources", keys)
+    (range_request,) = synced.run_requests
+    # the daemon submits the sync sensor's run (queued, not yet started)
+    setup.instance.create_run_for_job(
+        defs.resolve_job_def("index_sources"),
+        run_config=range_request.run_config,
+        tags=range_request.tags,
+    )
+
+    polled = setup.tick(None, page_size=50, tick_budget_seconds=20)
+
+    assert polled.run_requests == []
 
 
 def test_push_sensor_pages_through_sources_across_ticks_with_real_heads(setup: Setup):

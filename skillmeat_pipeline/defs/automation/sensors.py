@@ -4,7 +4,9 @@
   sources its indexed marketplaces list (SPEC §2.1); new sources are indexed at once (partition
   ranges: new keys are appended, so they are consecutive).
 * `source_heads_sensor` (running by default): polls heads over the git protocol, one page of
-  sources a tick, and indexes the sources whose head moved away from the indexed commit.
+  sources a tick, and indexes the sources whose head moved away from the indexed commit, and
+  those never indexed (partitions synced while the daemon was down) unless their first run is
+  already in progress.
 * `push_events_sensor` (running by default; idle until `skillmeat-pipeline webhook-server`
   stores events): indexes the sources of pending GitHub push deliveries.
 
@@ -19,6 +21,7 @@ import dagster as dg
 
 # the jobs through their module: imported by name, the loader would collect them here again
 from skillmeat_pipeline.defs.index import jobs
+from skillmeat_pipeline.defs.index.checks import INDEX_ASSET_KEY
 from skillmeat_pipeline.defs.index.jobs import batch_run_requests, range_run_requests
 from skillmeat_pipeline.defs.index.partitions import (
     marketplace_sources,
@@ -157,17 +160,27 @@ def source_heads_sensor(
     )
     _log_poll(context, outcome)
     cursor = outcome.cursor.to_json()
-    if not outcome.moved:
+    # a first index the sources sync sensor already requested shows as in progress
+    running = _in_progress(context.instance, outcome.never_indexed)
+    wanted = [key for key in outcome.moved if key not in running]
+    if not wanted:
         return dg.SensorResult(
             skip_reason=f"no head moved among {len(outcome.page)} polled sources", cursor=cursor
         )
     digest = request_digest(outcome.moved, salt=str(round(time.time())))
     return dg.SensorResult(
         run_requests=batch_run_requests(
-            list(outcome.moved), f"heads:{digest}", tags={"skillmeat/trigger": "head-poll"}
+            wanted, f"heads:{digest}", tags={"skillmeat/trigger": "head-poll"}
         ),
         cursor=cursor,
     )
+
+
+def _in_progress(instance: dg.DagsterInstance, keys: list[str]) -> set[str]:
+    if not keys:
+        return set()
+    statuses = instance.get_status_by_partition(INDEX_ASSET_KEY, keys, marketplace_sources) or {}
+    return {key for key in keys if statuses.get(key) == dg.AssetPartitionStatus.IN_PROGRESS}
 
 
 # -- push detection by webhook ---------------------------------------------------------------------

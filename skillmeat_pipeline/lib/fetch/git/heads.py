@@ -12,11 +12,11 @@ warm workers, so sixteen parallel lookups through it start and kill a process pe
 page deadline: lookups that answered by then count, the others wait for the next cycle. That is
 the hard limit a ref advertisement that never ends needs (see clone.py).
 
-"Moved" means: the head differs from the commit the catalog indexed. The cursor keeps, per source,
-the head it already requested a run for, so a source whose run is queued (or failed) is not
-requested again on every cycle; the entry goes when the index catches up, and a request is
-repeated after `retry_after_s`. Sources never indexed are left to the sources sync sensor (which
-requests their first index) and to the nightly re-index.
+"Moved" means: the head differs from the commit the catalog indexed, or the catalog has indexed
+none (a source added while no sensor ran gets its first index from whichever sensor sees it
+first). The cursor keeps, per source, the head it already requested a run for, so a source whose
+run is queued (or failed) is not requested again on every cycle; the entry goes when the index
+catches up, and a request is repeated after `retry_after_s`.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ class PollOutcome:
     unanswered: list[str]  # sources of the page whose lookup did not finish in the budget
     in_flight: int  # moved sources already requested earlier (not requested again)
     elapsed_s: float
+    never_indexed: list[str] = field(default_factory=list)  # of `moved`: their first index
 
 
 def poll_heads(
@@ -184,6 +185,7 @@ def poll_heads(
     moved: dict[str, str] = {}
     failed: dict[str, str] = {}
     unanswered: list[str] = []
+    never_indexed: list[str] = []
     in_flight = 0
     for key in page:
         answer = answers.get(key)
@@ -194,8 +196,7 @@ def poll_heads(
             failed[key] = answer.error or "no head"
             continue
         head, indexed_sha = answer.commit_sha, indexed.get(key)
-        if indexed_sha is None or head == indexed_sha:
-            # never indexed (its first index is requested elsewhere), or current
+        if head == indexed_sha:
             requested.pop(key, None)
             continue
         previous = requested.get(key)
@@ -204,6 +205,8 @@ def poll_heads(
             continue
         moved[key] = head
         requested[key] = (head, now)
+        if indexed_sha is None:
+            never_indexed.append(key)
     next_cursor = HeadCursor(
         position=0 if wrapped else end,
         after=None if wrapped else (page[-1] if page else None),
@@ -218,6 +221,7 @@ def poll_heads(
         unanswered=unanswered,
         in_flight=in_flight,
         elapsed_s=time.monotonic() - started,
+        never_indexed=never_indexed,
     )
 
 
