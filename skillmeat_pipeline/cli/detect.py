@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from skillmeat_pipeline.cli.output import fail, format_entries, format_rows
 from skillmeat_pipeline.lib.core.addresses import display_url
 from skillmeat_pipeline.lib.core.secrets import Secret, redact, secrets_from_env
-from skillmeat_pipeline.lib.core.sources import SourceConfig
+from skillmeat_pipeline.lib.core.sources import SourceConfig, relative_root_hint
 from skillmeat_pipeline.lib.core.untrusted import TreeTooLargeError, printable
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
@@ -98,6 +98,11 @@ def detect(
     """
     if bool(repo) == bool(github_repo):
         fail("give either REPO or --github OWNER/REPO")
+    if root_hint is not None:
+        try:
+            root_hint = relative_root_hint(root_hint)
+        except ValueError as exc:
+            fail(f"--root-hint {exc}")
     result: Scanned | None = None
     started = time.monotonic()
     try:
@@ -111,7 +116,7 @@ def detect(
             if isinstance(outcome, Failed):
                 fail(outcome.reason.splitlines()[0])
             assert isinstance(outcome, Scanned), "a preview has nothing indexed to be current with"
-            result, entries = outcome, list(outcome.entries)
+            result, entries, problems = outcome, list(outcome.entries), list(outcome.problems)
         else:
             key = preview_source_key(repo or "")
             with open_local_repository(repo or "") as repository:
@@ -119,20 +124,19 @@ def detect(
                 indexed = index_tree(
                     snapshot, source_key=key, repo_name=key, root_hint=root_hint, exclude=exclude
                 )
-                # the problems of paths that cannot be indexed; the detection's are on entries
-                source_problems = indexed.problems[: -len(indexed.detection.problems) or None]
-                for problem in source_problems:
-                    click.echo(f"problem: {printable(problem)}", err=True)
-                entries = indexed.entries
+                entries, problems = indexed.entries, indexed.problems
+    except ValidationError as exc:
+        # pydantic's text quotes the input verbatim, which may hold credentials
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        fail(redact(f"{github_repo or display_url(repo or '')}: {reasons}", secrets_from_env()))
     except TreeTooLargeError as exc:
         fail(f"{repo or github_repo}: {exc}")
     except RepositoryError as exc:
         message = str(exc)
         fail(message if message.startswith(repo or "") else f"{repo}: {message}")
-    except ValidationError as exc:
-        # pydantic's text quotes the input verbatim, which may hold credentials
-        problems = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-        fail(redact(f"{github_repo or display_url(repo or '')}: {problems}", secrets_from_env()))
+    # the tree's own problems (paths that cannot be indexed, a root hint that matches nothing)
+    for problem in problems:
+        click.echo(f"problem: {printable(problem)}", err=True)
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
     else:

@@ -225,6 +225,13 @@ class _Detector:
         self.root = _normalize_root_hint(self.root_hint)
         self.excludes = [c for p in self.exclude for c in _ExcludePattern.compile(p)]
         self.by_path = {entry.path: entry for entry in self.snapshot.entries}
+        if self.root and not any(
+            path == self.root or path.startswith(self.root + "/") for path in self.by_path
+        ):
+            self.problems.append(
+                f"root_hint {self.root!r} matches no folder of the repository: nothing below it "
+                "to index (folder names are case-sensitive)"
+            )
         self._build_view()
         self._detect_skills()
         self._detect_plugins()

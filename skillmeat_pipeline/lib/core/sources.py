@@ -36,6 +36,15 @@ class SourcesFileError(ValueError):
     """The sources file cannot be used; the message names the source and the field."""
 
 
+def relative_root_hint(value: str) -> str:
+    """`value` as a folder of the repository (no leading or trailing `/`); a ValueError when it
+    is empty or leads out of the repository (`..`)."""
+    cleaned = value.strip("/")
+    if not cleaned or ".." in cleaned.split("/"):
+        raise ValueError(f"must be a relative folder inside the repository, got {value!r}")
+    return cleaned
+
+
 class SourceConfig(BaseModel):
     """One marketplace source as declared in the sources file."""
 
@@ -81,12 +90,7 @@ class SourceConfig(BaseModel):
     @field_validator("root_hint")
     @classmethod
     def _root_hint_is_relative(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        cleaned = value.strip("/")
-        if not cleaned or ".." in cleaned.split("/"):
-            raise ValueError(f"must be a relative folder inside the repository, got {value!r}")
-        return cleaned
+        return None if value is None else relative_root_hint(value)
 
     @model_validator(mode="before")
     @classmethod

@@ -64,6 +64,10 @@ class GitTreeSnapshot:
         return data
 
 
+# the first line of a git bundle, by version (gitformat-bundle(5))
+BUNDLE_SIGNATURES = (b"# v2 git bundle\n", b"# v3 git bundle\n")
+
+
 def snapshot_commit(
     repo: pygit2.Repository, ref: str | None = None, *, max_entries: int | None = None
 ) -> GitTreeSnapshot:
@@ -73,6 +77,15 @@ def snapshot_commit(
     """
     spec = ref or "HEAD"
     candidates = [spec] if ref is None else [spec, f"refs/remotes/origin/{spec}", f"origin/{spec}"]
+    if ref is None and repo.head_is_unborn:
+        # a bundle made without HEAD: its only branch is what it holds
+        branches = sorted(repo.branches.local)
+        if len(branches) != 1:
+            listed = ", ".join(branches[:10]) or "none"
+            raise RepositoryError(
+                f"has no HEAD and {len(branches)} branches; give --ref ({listed})"
+            )
+        candidates = [f"refs/heads/{branches[0]}"]
     for candidate in candidates:
         try:
             commit = repo.revparse_single(candidate).peel(pygit2.Commit)
@@ -94,6 +107,13 @@ def open_local_repository(location: str | Path) -> Iterator[pygit2.Repository]:
     if not path.exists():
         raise RepositoryError(f"{location}: no such file or directory")
     if path.is_file():
+        with path.open("rb") as file:
+            signature = file.read(len(BUNDLE_SIGNATURES[0]))
+        if signature not in BUNDLE_SIGNATURES:
+            raise RepositoryError(
+                f"{location}: a file that is not a git bundle; give a repository folder, a "
+                "bundle made by `git bundle create`, or a git URL"
+            )
         with tempfile.TemporaryDirectory(prefix="skillmeat-bundle-") as tmp:
             target = Path(tmp) / "repo.git"
             if shutil.which("git") is None:
