@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from skillmeat_pipeline.defs.index.checks import INDEX_CHECK_SPECS
 from skillmeat_pipeline.testing.git_server import Fault
 from skillmeat_pipeline_tests.conftest import ARTIFACT_KINDS, corpus_table
-from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline
+from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline, run_log
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -104,6 +104,34 @@ def test_source_whose_fetches_all_fail_keeps_its_rows_and_fails_its_partition(pi
     stored = catalog.get_source("plain/superpowers")
     assert stored.last_status == "failed"
     assert "404" in stored.last_error
+    # the failed partition carries its reason where the UI shows the partition
+    (observation,) = [
+        record.asset_observation
+        for record in pipeline.instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("marketplace_index")), limit=10
+        ).records
+        if record.run_id == result.run_id
+    ]
+    assert observation.partition == "plain/superpowers"
+    assert observation.metadata["scan_status"].value == "failed"
+    assert observation.metadata["error"].value == stored.last_error
+    assert observation.description == f"not indexed: {stored.last_error}"
+    # the run says how much of it succeeded, in its tags and its failure
+    tags = pipeline.instance.get_run_by_id(result.run_id).tags
+    assert (tags["skillmeat/sources_indexed"], tags["skillmeat/sources_failed"]) == ("1", "1")
+    (failure,) = pipeline.events(result, dg.DagsterEventType.STEP_FAILURE)
+    assert "1 of 2 sources failed (1 indexed)" in failure.error.message
+
+
+def test_a_run_that_passes_its_checks_does_not_log_them_as_missing(pipeline: Pipeline):
+    keys = pipeline.write_sources([{"github": "anthropics/skills"}])
+    result = pipeline.materialize(keys)
+    assert result.success
+    messages = [message for _, message in run_log(pipeline.instance, result.run_id)]
+    assert messages
+    assert not [m for m in messages if "did not yield or return expected outputs" in m]
+    checks = result.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks)
 
 
 def test_failure_in_the_middle_of_a_write_keeps_the_previous_rows(pipeline: Pipeline):

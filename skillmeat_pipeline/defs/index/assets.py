@@ -299,6 +299,16 @@ def write_index_rows(
                 trace_id = run_telemetry.record_scan(outcome, run_id=context.run_id)
                 if isinstance(outcome, Failed):
                     failed.append(outcome)
+                    # the partition's page shows why (a failed run alone says only "failed")
+                    yield dg.AssetObservation(
+                        asset_key=INDEX_ASSET_KEY,
+                        partition=outcome.source_key,
+                        description=f"not indexed: {outcome.reason}",
+                        metadata={
+                            "scan_status": dg.MetadataValue.text(outcome.status.value),
+                            "error": dg.MetadataValue.text(outcome.reason),
+                        },
+                    )
                     continue
                 logger.info(
                     f"Scan complete: {outcome.cost.api_calls} API calls for "
@@ -332,14 +342,30 @@ def write_index_rows(
     finally:
         # a run stopped half-way writes no more rows than it reported
         writer.shutdown(wait=True, cancel_futures=True)
+    # the runs list (a backfill's page included) shows how much of a failed run succeeded
+    context.instance.add_run_tags(
+        context.run_id,
+        {
+            "skillmeat/sources_indexed": str(len(batch) - len(failed)),
+            "skillmeat/sources_failed": str(len(failed)),
+        },
+    )
     if failed:
         names = "; ".join(f"{f.source_key}: {f.reason}" for f in failed)
         raise dg.Failure(
-            description=f"{len(failed)} source(s) failed, their last good rows stay: {names}",
+            description=(
+                f"{len(failed)} of {len(batch)} sources failed ({len(batch) - len(failed)} "
+                f"indexed); their last good rows stay: {names}"
+            ),
             metadata={"failed_sources": [f.source_key for f in failed]},
             allow_retries=False,
         )
-    # The outputs are never yielded: every partition got its own events above.
+    # Every partition got its own events above; the check outputs are marked done so that
+    # Dagster does not log that they were never yielded.
+    for spec in INDEX_CHECK_SPECS:
+        name = spec.get_python_identifier()
+        if name in context.selected_output_names:
+            yield dg.Output(None, output_name=name)
 
 
 def index_steps(settled: Any, to_scan: Any) -> Any:
