@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from skillmeat_pipeline.testing.sample_marketplace import build_sample_marketplace
+from skillmeat_pipeline.testing.sample_marketplace import MARKET, build_sample_marketplace
 from skillmeat_pipeline.testing.sample_repos import SAMPLE_UPDATE, apply_update, build_sample_repos
 from skillmeat_pipeline_tests.browser import (
     chromium_page,
@@ -179,6 +179,14 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
         text = wait_for_pattern(browser, r"^strategy\s*\n\s*api$")
         assert metadata_value(text, "artifact_count") == "2"
         assert metadata_value(text, "scan_status") == "current"
+
+        # a failed partition says why, not only "Failed"
+        failed_key = f"gone@{MARKET}"
+        browser.goto(
+            f"{base_url}/assets/marketplace_index?view=partitions"
+            f"&partition={quote(failed_key, safe='')}"
+        )
+        wait_for_text(browser, ["not indexed:", market.failed["gone"]], timeout_s=60)
 
         # the asset graph: the per-source index and what is computed across the catalog from it
         browser.goto(f"{base_url}/asset-groups/catalog")

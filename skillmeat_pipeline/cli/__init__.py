@@ -2,6 +2,7 @@
 
 import click
 
+from skillmeat_pipeline.cli.catalog import catalog
 from skillmeat_pipeline.cli.detect import detect
 from skillmeat_pipeline.cli.index import index
 from skillmeat_pipeline.cli.search import findings, search
@@ -24,5 +25,15 @@ def main() -> None:
     """
 
 
-for command in (detect, sources, index, search, findings, demo, webhook_server, metrics_server):
+for command in (
+    detect,
+    sources,
+    index,
+    search,
+    findings,
+    catalog,
+    demo,
+    webhook_server,
+    metrics_server,
+):
     main.add_command(command)

@@ -80,6 +80,11 @@ def live_rows(catalog: Catalog) -> Iterator[dict[str, Any]]:
             yield {name: _json_value(value) for name, value in zip(columns, row, strict=True)}
 
 
+def export_line(row: dict[str, Any]) -> str:
+    """One exported row as a JSON Lines line (keys sorted, so equal rows give equal bytes)."""
+    return json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def write_export(
     catalog: Catalog, directory: Path, *, keep: int = DEFAULT_KEEP, now: datetime | None = None
 ) -> ExportResult:
@@ -100,8 +105,7 @@ def write_export(
             # mtime 0: the same rows give the same bytes (and SHA-256)
             with gzip.GzipFile(fileobj=hashing, mode="wb", mtime=0, filename="") as compressed:
                 for row in live_rows(catalog):
-                    compressed.write(json.dumps(row, ensure_ascii=False, sort_keys=True).encode())
-                    compressed.write(b"\n")
+                    compressed.write(export_line(row).encode())
                     rows += 1
             size = hashing.size
         os.replace(temporary, target)
