@@ -186,7 +186,12 @@ def test_ui_shows_partitions_and_metadata_then_ctrl_c_stops_everything(
             f"{base_url}/assets/marketplace_index?view=partitions"
             f"&partition={quote(failed_key, safe='')}"
         )
-        wait_for_text(browser, ["not indexed:", market.failed["gone"]], timeout_s=60)
+        wait_for_text(browser, ["failed, and did not materialize this asset"], timeout_s=60)
+        browser.get_by_text("View logs", exact=True).click()
+        wait_for_text(browser, [f"{failed_key}: ", market.failed["gone"]], timeout_s=60)
+        browser.get_by_text("Done", exact=True).click()
+        browser.get_by_text("View all historical events", exact=False).click()
+        wait_for_text(browser, [f"Historical events for {failed_key}", "Observation"])
 
         # the asset graph: the per-source index and what is computed across the catalog from it
         browser.goto(f"{base_url}/asset-groups/catalog")
