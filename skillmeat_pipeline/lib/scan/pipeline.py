@@ -65,7 +65,6 @@ from skillmeat_pipeline.lib.core.untrusted import (
     screen_snapshot,
 )
 from skillmeat_pipeline.lib.fetch.git.clone import (
-    CloneError,
     CloneSettings,
     RemoteHead,
     _env_number,
@@ -73,6 +72,7 @@ from skillmeat_pipeline.lib.fetch.git.clone import (
     libgit2_status,
     resolve_head,
 )
+from skillmeat_pipeline.lib.fetch.git.errors import CloneError
 from skillmeat_pipeline.lib.fetch.github.archive import MB, ArchiveSettings, read_archive
 from skillmeat_pipeline.lib.fetch.github.client import (
     ApiError,
