@@ -19,14 +19,11 @@ from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.lib.fetch.github.client import (
     DEFAULT_API_URL,
     DEFAULT_RAW_URL,
-    ApiBudgetExceeded,
-    ApiError,
-    CachedResponse,
     GitHubClient,
-    MemoryEtagCache,
-    RateLimited,
-    git_blob_sha,
 )
+from skillmeat_pipeline.lib.fetch.github.errors import ApiBudgetExceeded, ApiError, RateLimited
+from skillmeat_pipeline.lib.fetch.github.etags import CachedResponse, MemoryEtagCache
+from skillmeat_pipeline.lib.fetch.github.snapshot import git_blob_sha
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import (
     TOKEN,

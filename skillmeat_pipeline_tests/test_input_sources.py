@@ -35,7 +35,8 @@ from skillmeat_pipeline.lib.fetch.git.clone import resolve_head
 from skillmeat_pipeline.lib.fetch.git.errors import CloneError, CloneReason
 from skillmeat_pipeline.lib.fetch.git.heads import BatchHeadLister, HeadQuery
 from skillmeat_pipeline.lib.fetch.git.pool import WORKER_POOL
-from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError
 from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline
 from skillmeat_pipeline_tests.recording_server import RecordingServer
 

@@ -74,13 +74,10 @@ from skillmeat_pipeline.lib.fetch.git.clone import (
 )
 from skillmeat_pipeline.lib.fetch.git.errors import CloneError
 from skillmeat_pipeline.lib.fetch.github.archive import MB, ArchiveSettings, read_archive
-from skillmeat_pipeline.lib.fetch.github.client import (
-    ApiError,
-    ApiTreeSnapshot,
-    GitHubClient,
-    RateLimited,
-    ScanStats,
-)
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError, RateLimited
+from skillmeat_pipeline.lib.fetch.github.http import ScanStats
+from skillmeat_pipeline.lib.fetch.github.snapshot import ApiTreeSnapshot
 from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.cost import OpenPhase, Timeline
 from skillmeat_pipeline.lib.scan.outcomes import (
