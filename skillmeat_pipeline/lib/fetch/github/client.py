@@ -11,7 +11,6 @@ Call budgets, rate limits, retries and ETags: `http.py`.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from skillmeat_pipeline.lib.core.addresses import GITHUB_URLS, github_url
 from skillmeat_pipeline.lib.core.models import TreeEntry
 from skillmeat_pipeline.lib.core.retry import BackoffPolicy
 from skillmeat_pipeline.lib.core.secrets import Secret
@@ -40,8 +40,6 @@ from skillmeat_pipeline.lib.fetch.github.trees import list_tree
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.github.com"
-DEFAULT_RAW_URL = "https://raw.githubusercontent.com"
 DEFAULT_CALL_BUDGET = 10
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _FULL_SHA = re.compile(r"[0-9a-f]{40}")
@@ -79,8 +77,8 @@ class GitHubClient:
     def __init__(
         self,
         *,
-        api_url: str = DEFAULT_API_URL,
-        raw_url: str = DEFAULT_RAW_URL,
+        api_url: str = GITHUB_URLS["SKILLMEAT_GITHUB_API_URL"],
+        raw_url: str = GITHUB_URLS["SKILLMEAT_GITHUB_RAW_URL"],
         token: Secret | None = None,
         call_budget: int = DEFAULT_CALL_BUDGET,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
@@ -117,8 +115,8 @@ class GitHubClient:
     ) -> GitHubClient:
         """Hosts from `SKILLMEAT_GITHUB_API_URL` and `SKILLMEAT_GITHUB_RAW_URL`, `GITHUB_TOKEN`."""
         return cls(
-            api_url=os.environ.get("SKILLMEAT_GITHUB_API_URL") or DEFAULT_API_URL,
-            raw_url=os.environ.get("SKILLMEAT_GITHUB_RAW_URL") or DEFAULT_RAW_URL,
+            api_url=github_url("SKILLMEAT_GITHUB_API_URL"),
+            raw_url=github_url("SKILLMEAT_GITHUB_RAW_URL"),
             token=Secret.from_env("GITHUB_TOKEN"),
             call_budget=call_budget,
             timeout=timeout,
