@@ -15,12 +15,13 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from skillmeat_pipeline.lib.core.addresses import AddressPolicy, display_url
+from skillmeat_pipeline.lib.core.environment import number_from_env
 from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git.errors import CloneReason, clone_error
@@ -63,35 +64,11 @@ class CloneSettings:
         """`CLONE_TIMEOUT_SECONDS` (default 300) and `MIN_CLONE_DISK_SPACE_MB` (default 500)."""
         env = os.environ if environ is None else environ
         return cls(
-            timeout_s=_env_number(env, "CLONE_TIMEOUT_SECONDS", float, 300.0, allow_zero=False),
-            min_disk_space_mb=_env_number(
+            timeout_s=number_from_env(env, "CLONE_TIMEOUT_SECONDS", float, 300.0, allow_zero=False),
+            min_disk_space_mb=number_from_env(
                 env, "MIN_CLONE_DISK_SPACE_MB", int, 500, allow_zero=True
             ),
         )
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _env_number(
-    env: Mapping[str, str],
-    name: str,
-    parse: Callable[[str], _Number],
-    default: _Number,
-    *,
-    allow_zero: bool,
-) -> _Number:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = parse(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = "zero or more" if allow_zero else "more than zero"
-        raise ValueError(f"{name} must be {bound}, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
