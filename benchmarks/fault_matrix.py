@@ -40,8 +40,9 @@ import pygit2
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.core.untrusted import max_tree_entries
-from skillmeat_pipeline.lib.fetch.git import clone as clone_module
-from skillmeat_pipeline.lib.fetch.git.clone import CloneSettings, sweep_stale_clones
+from skillmeat_pipeline.lib.fetch.git.clone import CloneSettings
+from skillmeat_pipeline.lib.fetch.git.pool import WORKER_POOL
+from skillmeat_pipeline.lib.fetch.git.sweep import CLONE_DIR_PREFIX, sweep_stale_clones
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.scan.outcomes import SourceOutcome, SourcePlan
 from skillmeat_pipeline.lib.scan.pipeline import (
@@ -165,7 +166,7 @@ class Matrix:
         self.index(neighbour, "clone")
         seconds = time.monotonic() - started
         lost = expected - self.live(source, neighbour)
-        clone_module._POOL.close_idle()
+        WORKER_POOL.close_idle()
         self.rows.append(
             Row(
                 fault,
@@ -191,7 +192,7 @@ def workers_of(pid: int) -> list[int]:
 
 
 def clone_dirs(folder: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if p.name.startswith(clone_module.CLONE_DIR_PREFIX)]
+    return [p for p in folder.iterdir() if p.name.startswith(CLONE_DIR_PREFIX)]
 
 
 def tree_faults(matrix: Matrix) -> None:

@@ -10,7 +10,8 @@
 6. add a marketplace whose entries point at other repositories (`testing/sample_marketplace.py`:
    pinned, `git-subdir`, unreachable, `npm`, ...) and index it as `skillmeat-pipeline index` does:
    the marketplace, then the plugin sources it lists (SPEC §2.1);
-7. with `serve=True`, keep the servers up and run `dagster dev` on the same instance until Ctrl-C.
+7. with `serve=True`, keep the servers up and run `dagster dev` on the same instance until Ctrl-C
+   (`demo_ui.py`).
 
 `<dir>` (default `./.demo`) is rebuilt on every run, so the output is the same every time.
 """
@@ -21,20 +22,17 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from skillmeat_pipeline.demo_ui import HOST, Echo, port_is_free, serve_ui
 from skillmeat_pipeline.testing.sample_marketplace import MARKET, build_sample_marketplace
 from skillmeat_pipeline.testing.sample_repos import (
     SAMPLE_UPDATE,
@@ -45,11 +43,7 @@ from skillmeat_pipeline.testing.sample_repos import (
 
 DEFAULT_DIR = Path(".demo")
 DEFAULT_PORT = 3000
-HOST = "127.0.0.1"
 MARKER = "SKILLMEAT_DEMO"  # a folder holding this file was made by the demo and may be rebuilt
-UI_READY_TIMEOUT_S = 180.0
-STOP_TIMEOUT_S = 30.0
-ASSET_PATH = "/assets/marketplace_index?view=partitions"
 
 DAGSTER_YAML = """\
 # The demo's Dagster instance: SQLite storage in this folder (the default), no telemetry.
@@ -61,8 +55,6 @@ nux:
 
 # In-process runs log to the instance (the UI shows every line); the console stays readable.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-Echo = Callable[[str], None]
 
 
 class DemoError(RuntimeError):
@@ -434,131 +426,6 @@ def _catalog_report(layout: DemoLayout, keys: Sequence[str], echo: Echo) -> None
         catalog.dispose()
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _code_location_loaded(base_url: str) -> bool:
-    """Does the webserver answer, with the code location loaded?"""
-    import httpx
-
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }"
-    try:
-        response = httpx.post(f"{base_url}/graphql", json={"query": query}, timeout=5.0)
-        entries = response.json()["data"]["workspaceOrError"]["locationEntries"]
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return False
-    return bool(entries) and all(entry["loadStatus"] == "LOADED" for entry in entries)
-
-
-def _stop_process_group(process: subprocess.Popen[bytes], echo: Echo) -> None:
-    """What Ctrl-C in a terminal does to `dagster dev` and its children, with bounded waits."""
-    group = process.pid
-    for sig, wait_s in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, 10.0)):
-        if process.poll() is not None:
-            break
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, sig)
-        try:
-            process.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            echo(f"dagster dev did not stop within {wait_s:.0f} s of {sig.name}")
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGKILL)
-        process.wait()
-    # children (webserver, daemon, code server) leave shortly after their parent
-    deadline = time.monotonic() + 10.0
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
-
-
-def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def serve_ui(layout: DemoLayout, environment: Mapping[str, str], port: int, echo: Echo) -> int:
-    """`dagster dev` on the demo's instance until Ctrl-C (or SIGTERM); 0 after a clean stop."""
-    base_url = f"http://{HOST}:{port}"
-    env = {**os.environ, **environment}
-    for name in UNSET_VARIABLES:
-        env.pop(name, None)
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-m",
-        "skillmeat_pipeline.definitions",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-    ]
-    echo(f"Starting the Dagster UI (dagster dev) on {base_url}; its log: {layout.dagster_dev_log}")
-    # Ctrl-C, and SIGTERM or SIGHUP, stop everything in order. Set before the child starts: a
-    # SIGINT that this process ignores (a background job of a script) would be ignored there too.
-    previous = {
-        sig: signal.signal(sig, _raise_keyboard_interrupt)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    }
-    with layout.dagster_dev_log.open("wb") as log:
-        # its own process group: Ctrl-C reaches the demo, which then stops dagster dev in order
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + UI_READY_TIMEOUT_S
-        while not _code_location_loaded(base_url):
-            if process.poll() is not None:
-                tail = layout.dagster_dev_log.read_text(errors="replace").splitlines()[-15:]
-                echo("dagster dev exited before the UI was up:\n" + "\n".join(tail))
-                return 1
-            if time.monotonic() > deadline:
-                echo(f"the Dagster UI did not come up within {UI_READY_TIMEOUT_S:.0f} s")
-                return 1
-            time.sleep(0.25)
-        echo("")
-        echo(f"Dagster UI: {base_url}{ASSET_PATH}")
-        echo("  One partition per source: pick one to see its metadata (strategy,")
-        echo("  artifact_count, api_calls, clone_ms, ...), its asset checks and its runs.")
-        echo("  Numeric metadata is plotted on the asset's pages; 'Materialize...' with a")
-        echo("  selection of partitions starts a backfill. Search the catalog from a shell:")
-        echo(f"  SKILLMEAT_INDEX_URL={layout.index_url} skillmeat-pipeline search review")
-        echo("Press Ctrl-C to stop the UI and the sample servers.")
-        while process.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=1.0)
-        echo(f"dagster dev exited with code {process.returncode}; see {layout.dagster_dev_log}")
-        return 1
-    except KeyboardInterrupt:
-        echo("Stopping the Dagster UI ...")
-        return 0
-    finally:
-        # a second Ctrl-C must not cut the (bounded) stop short and leave processes behind
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        _stop_process_group(process, echo)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run_demo(
     directory: Path = DEFAULT_DIR, *, serve: bool = False, port: int = DEFAULT_PORT, echo: Echo
 ) -> int:
@@ -566,7 +433,7 @@ def run_demo(
     from skillmeat_pipeline.testing.git_server import GitHttpServer
     from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 
-    if serve and not _port_is_free(port):
+    if serve and not port_is_free(port):
         raise DemoError(f"port {port} on {HOST} is in use; pass another --port")
     started = time.monotonic()
     layout = prepare_layout(directory)
@@ -615,6 +482,13 @@ def run_demo(
                 echo("Browse partitions, metadata plots, checks and runs in the Dagster UI:")
                 echo("  skillmeat-pipeline demo --serve        (then open http://127.0.0.1:3000)")
                 return 0 if ok else 1
-            code = serve_ui(layout, environment, port, echo)
+            code = serve_ui(
+                environment,
+                UNSET_VARIABLES,
+                port=port,
+                log_path=layout.dagster_dev_log,
+                index_url=layout.index_url,
+                echo=echo,
+            )
     echo("Stopped: the Dagster UI and the sample servers are down.")
     return code if ok else 1

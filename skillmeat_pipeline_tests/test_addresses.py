@@ -21,7 +21,7 @@ from skillmeat_pipeline.lib.core.addresses import (
     resolve_host,
     url_origin,
 )
-from skillmeat_pipeline.lib.fetch.git import clone
+from skillmeat_pipeline.lib.fetch.git.worker import run_job
 
 NOTHING_ALLOWED = AddressPolicy.from_env({})
 
@@ -167,7 +167,7 @@ def test_the_worker_refuses_a_name_that_resolves_to_a_forbidden_address(
         "connect_timeout_ms": 1000,
         "idle_timeout_ms": 1000,
     }
-    reply = clone.run_job(job)
+    reply = run_job(job)
     assert reply["ok"] is False
     assert (reply["reason"], reply["kind"]) == ("forbidden_address", "permanent")
     assert "resolves to 169.254.169.254, a link-local address" in reply["detail"]

@@ -572,3 +572,10 @@ def test_the_archive_settings_come_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("SKILLMEAT_ARCHIVE_THRESHOLD", "-1")
     with pytest.raises(ValueError, match="SKILLMEAT_ARCHIVE_THRESHOLD"):
         ScanSettings.from_env()
+    monkeypatch.delenv("SKILLMEAT_ARCHIVE_THRESHOLD")
+
+    monkeypatch.setenv("SKILLMEAT_MAX_CLONE_MB", "250")
+    assert ScanSettings.from_env().max_clone_mb == 250.0
+    monkeypatch.setenv("SKILLMEAT_MAX_CLONE_MB", "-5")
+    with pytest.raises(ValueError, match="SKILLMEAT_MAX_CLONE_MB must be zero or more"):
+        ScanSettings.from_env()

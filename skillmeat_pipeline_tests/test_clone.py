@@ -16,20 +16,19 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from skillmeat_pipeline.lib.core.addresses import AddressPolicy
+from skillmeat_pipeline.lib.core.addresses import AddressPolicy, display_url
 from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git import clone as clone_module
 from skillmeat_pipeline.lib.fetch.git.clone import (
-    CloneError,
-    CloneReason,
     CloneSettings,
     RemoteHead,
     clone_source,
-    display_url,
     libgit2_status,
     resolve_head,
 )
+from skillmeat_pipeline.lib.fetch.git.errors import CloneError, CloneReason
+from skillmeat_pipeline.lib.fetch.git.pool import WORKER_POOL
 from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
 from skillmeat_pipeline.testing.git_server import (
     Fault,
@@ -392,8 +391,10 @@ def test_the_token_is_in_no_argv_or_environment_of_a_worker(
 
 
 def test_the_token_is_a_secret_until_it_is_written_to_the_worker() -> None:
-    from skillmeat_pipeline.lib.fetch.git.clone import _classify, _Guard, job_line
+    from skillmeat_pipeline.lib.fetch.git.errors import classify
     from skillmeat_pipeline.lib.fetch.git.heads import HeadQuery
+    from skillmeat_pipeline.lib.fetch.git.pool import job_line
+    from skillmeat_pipeline.lib.fetch.git.worker import _Guard
 
     job = {"op": "resolve", "url": "http://127.0.0.1:1/o/r.git", "token": Secret(TOKEN)}
     assert TOKEN not in repr(job) and TOKEN not in str(job)
@@ -405,7 +406,7 @@ def test_the_token_is_a_secret_until_it_is_written_to_the_worker() -> None:
         Secret(TOKEN), "http://127.0.0.1:1/o/r.git", soft_deadline=0, policy=AddressPolicy()
     )
     quoting = Exception(f"failed with {TOKEN} at http://x-access-token:{TOKEN}@127.0.0.1:1/o/r")
-    *_, detail = _classify(quoting, guard)
+    *_, detail = classify(quoting, guard.token, guard.received_bytes)
     assert TOKEN not in detail and "x-access-token" not in detail
     assert "failed with ***" in detail
 
@@ -413,27 +414,28 @@ def test_the_token_is_a_secret_until_it_is_written_to_the_worker() -> None:
 def test_the_token_is_only_offered_once_and_only_to_the_urls_host() -> None:
     from pygit2.enums import CredentialType
 
-    from skillmeat_pipeline.lib.fetch.git.clone import _Guard, _RefusedCredentials
+    from skillmeat_pipeline.lib.fetch.git.errors import RefusedCredentials
+    from skillmeat_pipeline.lib.fetch.git.worker import _Guard
 
     userpass = CredentialType.USERPASS_PLAINTEXT
     # 127.0.0.1:8000 plays GitHub's git host
     github = AddressPolicy(github=frozenset({("127.0.0.1", 8000)}))
     url = "http://127.0.0.1:8000/o/r.git"
     redirected = _Guard(Secret(TOKEN), url, soft_deadline=0, policy=github)
-    with pytest.raises(_RefusedCredentials, match="another host"):
+    with pytest.raises(RefusedCredentials, match="another host"):
         redirected.credentials("http://localhost:8000/o/r.git", None, userpass)
     other_port = _Guard(Secret(TOKEN), url, soft_deadline=0, policy=github)
-    with pytest.raises(_RefusedCredentials, match="another host"):
+    with pytest.raises(RefusedCredentials, match="another host"):
         other_port.credentials("http://127.0.0.1:8001/o/r.git", None, userpass)
     withheld = _Guard(None, url, soft_deadline=0, policy=github, token_withheld=True)
-    with pytest.raises(_RefusedCredentials, match="GitHub's hosts only"):
+    with pytest.raises(RefusedCredentials, match="GitHub's hosts only"):
         withheld.credentials(url, None, userpass)
     guard = _Guard(Secret(TOKEN), url, soft_deadline=0, policy=github)
     assert guard.credentials("http://127.0.0.1:8000/o/r.git", None, userpass).credential_tuple == (
         "x-access-token",
         TOKEN,
     )
-    with pytest.raises(_RefusedCredentials, match="rejected"):
+    with pytest.raises(RefusedCredentials, match="rejected"):
         guard.credentials("http://127.0.0.1:8000/o/r.git", None, userpass)
 
 
@@ -451,7 +453,7 @@ def test_the_worker_pool_keeps_as_many_workers_as_ran_at_once(
     """Six lookups at once leave six warm workers, and the next six start no new process."""
     from concurrent.futures import ThreadPoolExecutor
 
-    clone_module._POOL.close_idle()  # workers other tests left waiting
+    WORKER_POOL.close_idle()  # workers other tests left waiting
     # the ref advertisement at 2,000 bytes/s takes about a second: the six lookups overlap
     git_server.set_fault(SMALL, Fault.SLOW, bytes_per_second=2_000)
     url, settings = git_server.url_for(SMALL), _settings(clone_dir)

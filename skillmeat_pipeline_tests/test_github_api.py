@@ -13,20 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skillmeat_pipeline.lib.core.addresses import GITHUB_URLS
 from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.fetch.git.tree import snapshot_commit
-from skillmeat_pipeline.lib.fetch.github.client import (
-    DEFAULT_API_URL,
-    DEFAULT_RAW_URL,
-    ApiBudgetExceeded,
-    ApiError,
-    CachedResponse,
-    GitHubClient,
-    MemoryEtagCache,
-    RateLimited,
-    git_blob_sha,
-)
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiBudgetExceeded, ApiError, RateLimited
+from skillmeat_pipeline.lib.fetch.github.etags import CachedResponse, MemoryEtagCache
+from skillmeat_pipeline.lib.fetch.github.snapshot import git_blob_sha
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import (
     TOKEN,
@@ -399,7 +393,10 @@ def test_settings_come_from_the_environment(
     monkeypatch.delenv("SKILLMEAT_GITHUB_API_URL")
     monkeypatch.delenv("SKILLMEAT_GITHUB_RAW_URL")
     with GitHubClient.from_env() as defaults:
-        assert (defaults.api_url, defaults.raw_url) == (DEFAULT_API_URL, DEFAULT_RAW_URL)
+        assert (defaults.api_url, defaults.raw_url) == (
+            GITHUB_URLS["SKILLMEAT_GITHUB_API_URL"],
+            GITHUB_URLS["SKILLMEAT_GITHUB_RAW_URL"],
+        )
 
 
 def test_repository_names_are_validated(client: GitHubClient) -> None:

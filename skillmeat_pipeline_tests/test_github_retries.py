@@ -10,7 +10,8 @@ import pytest
 
 from skillmeat_pipeline.lib.core.retry import BackoffPolicy, FailureKind
 from skillmeat_pipeline.lib.core.sources import SourceConfig
-from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, scan_source
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator

@@ -31,10 +31,12 @@ from skillmeat_pipeline.defs.resources import (
 from skillmeat_pipeline.lib.core.addresses import ALLOWED_PRIVATE_HOSTS
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import SourcesFileError, parse_sources
-from skillmeat_pipeline.lib.fetch.git import clone as clone_module
-from skillmeat_pipeline.lib.fetch.git.clone import CloneError, CloneReason, resolve_head
+from skillmeat_pipeline.lib.fetch.git.clone import resolve_head
+from skillmeat_pipeline.lib.fetch.git.errors import CloneError, CloneReason
 from skillmeat_pipeline.lib.fetch.git.heads import BatchHeadLister, HeadQuery
-from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient
+from skillmeat_pipeline.lib.fetch.git.pool import WORKER_POOL
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError
 from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline
 from skillmeat_pipeline_tests.recording_server import RecordingServer
 
@@ -120,7 +122,7 @@ def rows(pipeline: Pipeline) -> dict[str, int]:
 def assert_nothing_leaked(clone_tmp: Path) -> None:
     """No clone directory left, and no worker process once the idle ones are closed."""
     assert [p for p in clone_tmp.iterdir() if p.name.startswith("skillmeat-clone-")] == []
-    clone_module._POOL.close_idle()
+    WORKER_POOL.close_idle()
     children = [
         p
         for p in Path("/proc").iterdir()

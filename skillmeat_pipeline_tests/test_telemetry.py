@@ -47,7 +47,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from skillmeat_pipeline.defs.index.assets import marketplace_index
 from skillmeat_pipeline.defs.resources import TelemetryResource, resource_defs
 from skillmeat_pipeline.lib.core.strategy import Strategy, build_clone_target
-from skillmeat_pipeline.lib.fetch.github.client import ApiError, GitHubClient, status_class
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError
+from skillmeat_pipeline.lib.fetch.github.http import status_class
 from skillmeat_pipeline.lib.observability.logs import JsonFormatter, configure_logging
 from skillmeat_pipeline.lib.observability.metrics import (
     API_CALLS,

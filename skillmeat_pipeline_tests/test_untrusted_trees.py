@@ -21,6 +21,7 @@ from skillmeat_pipeline.cli.output import format_rows
 from skillmeat_pipeline.lib.core.untrusted import (
     MAX_TREE_ENTRIES_ENV,
     TreeTooLargeError,
+    max_tree_entries,
     path_problem,
     printable,
 )
@@ -232,3 +233,11 @@ def test_listing_a_tree_bomb_keeps_memory_bounded(tmp_path: Path):
     assert peak < 32 * MB, f"{peak / MB:.0f} MB"
     # the bound counts every entry: the tree outside the bomb alone fits
     assert len(list_tree(tree["skills"].peel(pygit2.Tree), max_entries=16)) == 16
+
+
+def test_the_tree_entry_limit_comes_from_the_environment() -> None:
+    assert max_tree_entries({}) == 50_000
+    assert max_tree_entries({MAX_TREE_ENTRIES_ENV: " 12 "}) == 12
+    for bad in ("0", "-3", "1.5", "many"):
+        with pytest.raises(ValueError, match=MAX_TREE_ENTRIES_ENV):
+            max_tree_entries({MAX_TREE_ENTRIES_ENV: bad})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from skillmeat_pipeline.lib.fetch.git.clone import (
+from skillmeat_pipeline.lib.fetch.git.sweep import (
     CLONE_DIR_PREFIX,
     clone_dir_prefix,
     sweep_stale_clones,

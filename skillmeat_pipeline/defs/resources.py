@@ -12,6 +12,7 @@ from typing_extensions import override  # typing.override from Python 3.12
 
 from skillmeat_pipeline.lib.catalog.export import DEFAULT_KEEP, export_dir_from_env
 from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.addresses import github_url
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import (
     SourceConfig,
@@ -27,11 +28,7 @@ from skillmeat_pipeline.lib.fetch.git.heads import (
     BatchHeadLister,
     HeadLister,
 )
-from skillmeat_pipeline.lib.fetch.github.client import (
-    DEFAULT_API_URL,
-    DEFAULT_RAW_URL,
-    GitHubClient,
-)
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.observability.logs import configure_logging, set_log_context
 from skillmeat_pipeline.lib.observability.telemetry import Telemetry
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings
@@ -128,8 +125,8 @@ class FetchersResource(dg.ConfigurableResource):
         token = self.token()
         self._fetchers = Fetchers(
             github=GitHubClient(
-                api_url=os.environ.get("SKILLMEAT_GITHUB_API_URL") or DEFAULT_API_URL,
-                raw_url=os.environ.get("SKILLMEAT_GITHUB_RAW_URL") or DEFAULT_RAW_URL,
+                api_url=github_url("SKILLMEAT_GITHUB_API_URL"),
+                raw_url=github_url("SKILLMEAT_GITHUB_RAW_URL"),
                 token=token,
             ),
             token=token,

@@ -92,6 +92,12 @@ class Origin:
         return f"{host}:{self.port}"
 
 
+def github_url(name: str, environ: Mapping[str, str] | None = None) -> str:
+    """The URL of one of the operator's GitHub hosts: variable `name` of `GITHUB_URLS` or its
+    default."""
+    return (os.environ if environ is None else environ).get(name) or GITHUB_URLS[name]
+
+
 def parse_ip(host: str) -> IPAddress | None:
     """`host` as an IP address, in any notation a resolver reads as one; None for a name."""
     text = host.rstrip(".").lower()
@@ -246,7 +252,7 @@ class AddressPolicy:
         env = os.environ if environ is None else environ
         return _policy(
             env.get(ALLOWED_PRIVATE_HOSTS, ""),
-            tuple(env.get(name) or default for name, default in GITHUB_URLS.items()),
+            tuple(github_url(name, env) for name in GITHUB_URLS),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from skillmeat_pipeline.lib.core.addresses import (
-    GITHUB_URLS,
     AddressPolicy,
     UrlError,
     credentials_problem,
     display_url,
+    github_url,
     url_origin,
 )
 
@@ -124,8 +124,7 @@ class SourceConfig(BaseModel):
 
 def github_base_url() -> str:
     """Where `github: owner/repo` sources are cloned from (a GitHub Enterprise host can be set)."""
-    name = "SKILLMEAT_GITHUB_GIT_URL"
-    return (os.environ.get(name) or GITHUB_URLS[name]).rstrip("/")
+    return github_url("SKILLMEAT_GITHUB_GIT_URL").rstrip("/")
 
 
 def repository_identities(source: SourceConfig) -> list[str]:

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from skillmeat_pipeline.lib.core.environment import number_from_env
 from skillmeat_pipeline.lib.core.models import (
     ArtifactType,
     DetectedArtifact,
@@ -211,16 +212,10 @@ class TreeTooLargeError(Exception):
 
 def max_tree_entries(environ: Mapping[str, str] | None = None) -> int:
     """`SKILLMEAT_MAX_TREE_ENTRIES` (default 50,000): the most entries one tree listing holds."""
-    raw = (os.environ if environ is None else environ).get(MAX_TREE_ENTRIES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_TREE_ENTRIES
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{MAX_TREE_ENTRIES_ENV} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{MAX_TREE_ENTRIES_ENV} must be at least 1, got {raw!r}")
-    return value
+    env = os.environ if environ is None else environ
+    return number_from_env(
+        env, MAX_TREE_ENTRIES_ENV, int, DEFAULT_MAX_TREE_ENTRIES, allow_zero=False
+    )
 
 
 def check_tree_size(count: int, limit: int, what: str) -> None:

@@ -38,6 +38,7 @@ from skillmeat_pipeline.lib.core.detection import (
     DEFAULT_IGNORED_SEGMENTS,
     detect_artifacts,
 )
+from skillmeat_pipeline.lib.core.environment import number_from_env
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.files import BINARY_SUFFIXES, artifact_file_paths
 from skillmeat_pipeline.lib.core.models import (
@@ -65,22 +66,18 @@ from skillmeat_pipeline.lib.core.untrusted import (
     screen_snapshot,
 )
 from skillmeat_pipeline.lib.fetch.git.clone import (
-    CloneError,
     CloneSettings,
     RemoteHead,
-    _env_number,
     clone_source,
     libgit2_status,
     resolve_head,
 )
+from skillmeat_pipeline.lib.fetch.git.errors import CloneError
 from skillmeat_pipeline.lib.fetch.github.archive import MB, ArchiveSettings, read_archive
-from skillmeat_pipeline.lib.fetch.github.client import (
-    ApiError,
-    ApiTreeSnapshot,
-    GitHubClient,
-    RateLimited,
-    ScanStats,
-)
+from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError, RateLimited
+from skillmeat_pipeline.lib.fetch.github.http import ScanStats
+from skillmeat_pipeline.lib.fetch.github.snapshot import ApiTreeSnapshot
 from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.cost import OpenPhase, Timeline
 from skillmeat_pipeline.lib.scan.outcomes import (
@@ -128,18 +125,17 @@ class ScanSettings:
         `SKILLMEAT_ARCHIVE_THRESHOLD`, `SKILLMEAT_ARCHIVE_TIMEOUT_SECONDS` (default: the clone's
         `CLONE_TIMEOUT_SECONDS`) and `SKILLMEAT_MAX_ARCHIVE_MB`."""
         env = os.environ
-        raw = env.get("SKILLMEAT_MAX_CLONE_MB", "").strip()
         clone = CloneSettings.from_env()
         defaults = ArchiveSettings()
         archive = ArchiveSettings(
-            threshold=_env_number(
+            threshold=number_from_env(
                 env, "SKILLMEAT_ARCHIVE_THRESHOLD", int, defaults.threshold, allow_zero=True
             ),
-            timeout_s=_env_number(
+            timeout_s=number_from_env(
                 env, "SKILLMEAT_ARCHIVE_TIMEOUT_SECONDS", float, clone.timeout_s, allow_zero=False
             ),
             max_bytes=round(
-                _env_number(
+                number_from_env(
                     env,
                     "SKILLMEAT_MAX_ARCHIVE_MB",
                     float,
@@ -151,7 +147,9 @@ class ScanSettings:
         )
         settings = cls(
             clone=clone,
-            max_clone_mb=float(raw) if raw else DEFAULT_MAX_CLONE_MB,
+            max_clone_mb=number_from_env(
+                env, "SKILLMEAT_MAX_CLONE_MB", float, float(DEFAULT_MAX_CLONE_MB), allow_zero=True
+            ),
             archive=archive,
         )
         return replace(settings, **overrides)

@@ -10,7 +10,7 @@ inside (libgit2 releases the GIL while it waits on the network). `resolve_head` 
 warm workers, so sixteen parallel lookups through it start and kill a process per lookup (about
 90 ms of CPU each); the batch worker starts once per page. The parent kills the worker at the
 page deadline: lookups that answered by then count, the others wait for the next cycle. That is
-the hard limit a ref advertisement that never ends needs (see clone.py).
+the hard limit a ref advertisement that never ends needs (see pool.py).
 
 "Moved" means: the head differs from the commit the catalog indexed, or the catalog has indexed
 none (a source added while no sensor ran gets its first index from whichever sensor sees it
@@ -41,7 +41,10 @@ from typing import Any
 from skillmeat_pipeline.lib.core.addresses import AddressPolicy
 from skillmeat_pipeline.lib.core.retry import FailureKind
 from skillmeat_pipeline.lib.core.secrets import Secret
-from skillmeat_pipeline.lib.fetch.git import clone
+from skillmeat_pipeline.lib.fetch.git.clone import libgit2_status
+from skillmeat_pipeline.lib.fetch.git.errors import CloneReason, clone_error
+from skillmeat_pipeline.lib.fetch.git.pool import job_line, token_fields
+from skillmeat_pipeline.lib.fetch.git.worker import run_job
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +263,7 @@ class BatchHeadLister:
     def __call__(self, queries: Sequence[HeadQuery], budget_s: float) -> dict[str, HeadAnswer]:
         if not queries:
             return {}
-        status = clone.libgit2_status()
+        status = libgit2_status()
         if not status.usable:
             error = f"libgit2 is unusable: {status.problem}"
             return {q.key: HeadAnswer(q.key, error=error) for q in queries}
@@ -274,7 +277,7 @@ class BatchHeadLister:
             # the same rules for every query; each query's token only if its host is GitHub's
             "addresses": policy.to_json(),
             "queries": [
-                {"i": i, "url": q.url, "ref": q.ref, **clone.token_fields(q.url, q.token, policy)}
+                {"i": i, "url": q.url, "ref": q.ref, **token_fields(q.url, q.token, policy)}
                 for i, q in enumerate(queries)
             ],
         }
@@ -297,7 +300,7 @@ class BatchHeadLister:
         try:
             assert process.stdin is not None and process.stdout is not None
             # tokens go through the pipe, never argv or the environment
-            if _write_all(process.stdin, clone.job_line(request), deadline):
+            if _write_all(process.stdin, job_line(request), deadline):
                 for reply in _read_lines(process.stdout, deadline, len(queries)):
                     query = queries[reply["i"]]
                     answers[query.key] = _answer(query, reply)
@@ -315,11 +318,11 @@ class BatchHeadLister:
 def _answer(query: HeadQuery, reply: dict[str, Any]) -> HeadAnswer:
     if reply["ok"]:
         return HeadAnswer(query.key, commit_sha=reply["commit_sha"])
-    error = clone.clone_error(
+    error = clone_error(
         "resolve",
         query.url,
         FailureKind(reply["kind"]),
-        clone.CloneReason(reply["reason"]),
+        CloneReason(reply["reason"]),
         reply["detail"],
     )
     return HeadAnswer(query.key, error=str(error))
@@ -398,7 +401,7 @@ def _worker_main() -> None:
             "connect_timeout_ms": request["connect_timeout_ms"],
             "idle_timeout_ms": request["idle_timeout_ms"],
         }
-        reply = clone.run_job(job)  # the lookup resolve_head's workers run, ref choice included
+        reply = run_job(job)  # the lookup resolve_head's workers run, ref choice included
         reply["i"] = query["i"]
         line = json.dumps(reply).encode() + b"\n"
         with lock:

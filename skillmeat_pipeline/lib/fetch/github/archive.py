@@ -30,11 +30,8 @@ import httpx
 
 from skillmeat_pipeline.lib.core.models import TreeEntry
 from skillmeat_pipeline.lib.core.retry import FailureKind
-from skillmeat_pipeline.lib.fetch.github.client import (
-    ApiError,
-    ApiTreeSnapshot,
-    git_blob_sha,
-)
+from skillmeat_pipeline.lib.fetch.github.errors import ApiError
+from skillmeat_pipeline.lib.fetch.github.snapshot import ApiTreeSnapshot, git_blob_sha
 
 MB = 1024 * 1024
 # Planned raw reads above which the archive is read instead; benchmarks/bench_archive.py measures
