@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from skillmeat_pipeline.cli import main
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline
 
 
@@ -96,7 +97,7 @@ def test_sync_list_materialize_search(pipeline: Pipeline):
     catalog = pipeline.catalog()
     assert catalog.get_source("obra/superpowers").last_status == "removed"
     assert len(catalog.entries("obra/superpowers", include_removed=True)) == 16
-    assert catalog.search("creative", artifact_type="skill") == []
+    assert search_catalog(catalog, "creative", artifact_type="skill") == []
 
 
 def readme_force_config() -> str:
