@@ -46,6 +46,9 @@ BM25_B = 0.75
 # a name match ranks above a mention in a description, which ranks above one in deep text.
 FIELD_BOOSTS = {"name": 4, "title": 4, "tags": 2, "description": 1}
 MAX_SUGGESTIONS = 3
+# Shorter words have too many near neighbours to be worth suggesting for.
+MIN_SUGGESTED_CHARS = 4
+SUGGESTION_CUTOFF = 0.8  # difflib's ratio: pdff/pdf is 0.86, word/work 0.75
 _VOCABULARY_ROWS = 20_000
 _VOCABULARY_DESCRIPTION_CHARS = 300
 # `--max-risk none`: only entries without any finding
@@ -163,7 +166,8 @@ def suggest_words(
             for term in parsed.terms
             if term.kind is not TermKind.PREFIX
             for word, token in zip(words(term.text), term.tokens, strict=False)
-            if conn.execute(
+            if len(word) >= MIN_SUGGESTED_CHARS
+            and conn.execute(
                 _count_matching(backend, Term(TermKind.WORD, (token,), word))
             ).scalar_one()
             == 0
@@ -185,7 +189,7 @@ def suggest_words(
     )
     found: list[str] = []
     for word in missing:
-        for close in difflib.get_close_matches(word, vocabulary, n=limit, cutoff=0.75):
+        for close in difflib.get_close_matches(word, vocabulary, n=limit, cutoff=SUGGESTION_CUTOFF):
             if close not in found:
                 found.append(close)
     return found[:limit]
