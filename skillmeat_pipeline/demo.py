@@ -354,6 +354,7 @@ def index_marketplace(layout: DemoLayout, instance: Any, echo: Echo) -> None:
     from skillmeat_pipeline.defs.index.jobs import index_sources_job
     from skillmeat_pipeline.defs.resources import resource_defs
     from skillmeat_pipeline.index_command import INDEX_JOB_NAME, run_index
+    from skillmeat_pipeline.lib.catalog.search import search_catalog
     from skillmeat_pipeline.lib.catalog.store import Catalog
     from skillmeat_pipeline.lib.core.sources import load_sources
 
@@ -395,7 +396,7 @@ def index_marketplace(layout: DemoLayout, instance: Any, echo: Echo) -> None:
             "repository, ref and pin) and forms that are not git (npm, unknown): they never fail "
             "the marketplace or its other entries"
         )
-        hits = catalog.search("database migrations", limit=1)
+        hits = search_catalog(catalog, "database migrations", limit=1)
         if hits:
             echo(f'      search "database migrations": {hits[0].name} ({hits[0].install_name})')
     finally:
@@ -403,6 +404,7 @@ def index_marketplace(layout: DemoLayout, instance: Any, echo: Echo) -> None:
 
 
 def _catalog_report(layout: DemoLayout, keys: Sequence[str], echo: Echo) -> None:
+    from skillmeat_pipeline.lib.catalog.search import search_catalog
     from skillmeat_pipeline.lib.catalog.store import Catalog
 
     catalog = Catalog.from_url(layout.index_url)
@@ -420,7 +422,7 @@ def _catalog_report(layout: DemoLayout, keys: Sequence[str], echo: Echo) -> None
             f"      {SAMPLE_UPDATE.slug} after the push: "
             + ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
         )
-        hits = catalog.search("incident", limit=3)
+        hits = search_catalog(catalog, "incident", limit=3)
         echo('      search "incident": ' + ", ".join(f"{h.name} ({h.source_key})" for h in hits))
     finally:
         catalog.dispose()

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from skillmeat_pipeline.defs.index.checks import INDEX_CHECK_SPECS
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline.testing.git_server import Fault
 from skillmeat_pipeline_tests.conftest import ARTIFACT_KINDS, corpus_table
 from skillmeat_pipeline_tests.fixtures_pipeline import Pipeline, run_log
@@ -47,7 +48,7 @@ def test_all_corpus_sources_index_to_the_corpus_counts(pipeline: Pipeline):
             assert meta["strategy"] in ("sparse_manifest", "sparse_directory"), repo
             assert meta["bytes_fetched"] > 0
         assert meta["fallback_reason"] == "none"
-    hits = catalog.search("creative", artifact_type="skill")
+    hits = search_catalog(catalog, "creative", artifact_type="skill")
     assert ("obra/superpowers", "skills/brainstorming") in [(h.source_key, h.path) for h in hits]
 
 

@@ -20,6 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event
 
 from skillmeat_pipeline.lib.catalog.migrations import SCRIPT_LOCATION, VERSION_TABLE
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline.lib.catalog.store import (
     Catalog,
     SourceRemovedError,
@@ -333,10 +334,12 @@ def test_the_type_joins_the_entry_key_without_losing_rows(
             "skills/pdf": (NEW, "sha-skills/pdf", "c1", "c1"),
             "skills/xlsx": (NEW, "sha-skills/xlsx", "c1", "c1"),
         }
-        assert [h.path for h in catalog.search("tables")] == ["skills/pdf"]  # index kept
+        assert [h.path for h in search_catalog(catalog, "tables")] == ["skills/pdf"]  # index kept
         plugin = entry("skills/pdf", kind=ArtifactType.PLUGIN, description="Spreadsheet suite")
         scan(catalog, [pdf, plugin, entry("skills/xlsx")], "c2")  # the index follows writes
-        assert [h.artifact_type for h in catalog.search("spreadsheet")] == [ArtifactType.PLUGIN]
+        assert [h.artifact_type for h in search_catalog(catalog, "spreadsheet")] == [
+            ArtifactType.PLUGIN
+        ]
         assert schema_differences(catalog) == []
         catalog.dispose()
 
@@ -482,7 +485,7 @@ def test_text_with_nul_characters_is_stored_without_them(catalog: Catalog) -> No
 
     [back] = catalog.entries(SOURCE)
     assert (back.description, back.metadata) == ("badbyte", {"k": "v"})
-    assert catalog.search("badbyte")[0].path == "skills/a"
+    assert search_catalog(catalog, "badbyte")[0].path == "skills/a"
 
 
 # -- failures keep the last good scan --------------------------------------------------------
@@ -508,7 +511,7 @@ def test_a_constraint_violation_mid_write_leaves_the_previous_scan_intact(
 
     assert catalog.entries(SOURCE, include_removed=True) == entries_before
     assert catalog.get_source(SOURCE) == source_before
-    assert catalog.search("zeppelin") == []
+    assert search_catalog(catalog, "zeppelin") == []
 
 
 def test_a_failure_after_the_entries_are_written_rolls_them_back(catalog: Catalog) -> None:
@@ -527,8 +530,8 @@ def test_a_failure_after_the_entries_are_written_rolls_them_back(catalog: Catalo
 
     assert catalog.entries(SOURCE, include_removed=True) == entries_before
     assert catalog.get_source(SOURCE) == source_before
-    assert catalog.search("zeppelin") == []
-    assert [h.path for h in catalog.search("gondola")] == ["skills/a"]
+    assert search_catalog(catalog, "zeppelin") == []
+    assert [h.path for h in search_catalog(catalog, "gondola")] == ["skills/a"]
 
 
 def test_record_failure_keeps_the_entries_of_the_last_good_scan(catalog: Catalog) -> None:
@@ -547,7 +550,7 @@ def test_record_failure_keeps_the_entries_of_the_last_good_scan(catalog: Catalog
     )
     assert (record.last_indexed_commit_sha, record.last_indexed_at) == ("c1", T0)
     assert catalog.entries(SOURCE) == entries_before
-    assert [h.path for h in catalog.search("gondola")] == ["skills/a"]
+    assert [h.path for h in search_catalog(catalog, "gondola")] == ["skills/a"]
 
     catalog.record_failure(SOURCE, "x" * 20_000)
     record = catalog.get_source(SOURCE)
@@ -598,7 +601,7 @@ def test_removing_a_source_marks_its_rows_removed_and_keeps_them(catalog: Catalo
     assert record.last_status == SourceStatus.REMOVED
     assert stored(catalog, OTHER) == {"agents/b": (REMOVED, "sha-agents/b", "c1", "c1")}
     assert catalog.entries(OTHER) == []
-    assert [h.source_key for h in catalog.search("terraform")] == [SOURCE]
+    assert [h.source_key for h in search_catalog(catalog, "terraform")] == [SOURCE]
     assert [s.key for s in catalog.list_sources()] == [SOURCE]
     assert [s.key for s in catalog.list_sources(include_removed=True)] == [OTHER, SOURCE]
     assert [r.key for r in catalog.source_responses()] == [SOURCE]
@@ -722,146 +725,6 @@ def test_clone_target_round_trips_through_the_database_exactly(catalog: Catalog)
     assert raw == target.model_dump(mode="json")
 
 
-# -- search ------------------------------------------------------------------------------------
-
-
-def searchable_catalog(catalog: Catalog) -> Catalog:
-    catalog.upsert_sources([config(SOURCE), config(OTHER)])
-    scan(
-        catalog,
-        [
-            entry("skills/tf", name="terraform-plan", description="Plans infrastructure changes"),
-            entry("skills/fmt", description="Formats terraform files before commit"),
-            entry("skills/lint", description="Lints shell scripts", deep="see terraform docs"),
-            entry("skills/pdf", description="Extracts tables from PDF files", tags=("documents",)),
-        ],
-        "c1",
-    )
-    scan(
-        catalog,
-        [
-            entry("agents/tf.md", source=OTHER, kind=ArtifactType.AGENT, description="terraform"),
-            entry("commands/git/commit.md", source=OTHER, kind=ArtifactType.COMMAND),
-        ],
-        "c1",
-        source=OTHER,
-    )
-    return catalog
-
-
-def test_search_finds_a_skill_by_a_word_of_its_description(catalog: Catalog) -> None:
-    searchable_catalog(catalog)
-
-    [hit] = catalog.search("tables")
-
-    assert (hit.source_key, hit.path, hit.artifact_type, hit.name) == (
-        SOURCE,
-        "skills/pdf",
-        ArtifactType.SKILL,
-        "pdf",
-    )
-    assert hit.description == "Extracts tables from PDF files" and hit.score > 0
-    assert [h.path for h in catalog.search("documents")] == ["skills/pdf"]  # a tag
-    assert [h.path for h in catalog.search("EXTRACTING table")] == ["skills/pdf"]  # stemmed
-    assert catalog.search("tables extracts nothing-like-this") == []  # every word must match
-
-
-def test_search_filters_by_type_and_source(catalog: Catalog) -> None:
-    searchable_catalog(catalog)
-
-    assert {h.path for h in catalog.search("terraform", source_key=OTHER)} == {"agents/tf.md"}
-    assert [h.path for h in catalog.search("terraform", artifact_type=ArtifactType.AGENT)] == [
-        "agents/tf.md"
-    ]
-    assert catalog.search("terraform", artifact_type="command") == []
-    assert len(catalog.search("terraform", source_key=SOURCE)) == 3
-    assert len(catalog.search("terraform", limit=2)) == 2
-
-
-def test_search_ranks_a_name_match_above_a_mention(catalog: Catalog) -> None:
-    searchable_catalog(catalog)
-
-    hits = catalog.search("terraform", source_key=SOURCE)
-
-    assert [h.path for h in hits] == ["skills/tf", "skills/fmt", "skills/lint"]
-    assert hits[0].score > hits[1].score > hits[2].score
-
-
-def test_search_leaves_out_removed_entries(catalog: Catalog) -> None:
-    searchable_catalog(catalog)
-    scan(catalog, [entry("skills/pdf", description="Extracts tables from PDF files")], "c2")
-
-    assert catalog.search("terraform", source_key=SOURCE) == []
-    assert [h.path for h in catalog.search("tables")] == ["skills/pdf"]
-
-
-HOSTILE_QUERIES = [
-    '"foo',
-    "AND (",
-    "OR",
-    "NOT",
-    "*",
-    "terraform*",
-    "NEAR(a b)",
-    "name:terraform",
-    "-terraform",
-    "'",
-    '"',
-    '""',
-    "()",
-    "\\",
-    "^",
-    '"a" OR "b"',
-    "'; DROP TABLE sources; --",
-    "terra\x00form",
-    "",
-    "   ",
-    "ü 🤖 ∑",
-    ":*",
-    "&|!",
-    "a & b | !c",
-    "{name title}: x",
-    "terraform AND",
-    "terraform -",
-]
-
-
-def test_search_takes_any_text_without_error(catalog: Catalog) -> None:
-    searchable_catalog(catalog)
-
-    for query in HOSTILE_QUERIES:
-        assert isinstance(catalog.search(query), list), query
-
-    assert "skills/tf" in {h.path for h in catalog.search('"terraform')}
-    assert [s.key for s in catalog.list_sources()] == [OTHER, SOURCE]
-    with pytest.raises(ValueError, match="limit"):
-        catalog.search("terraform", limit=0)
-
-
-def test_an_artifact_with_a_megabyte_of_deep_text_is_written_and_found(catalog: Catalog) -> None:
-    catalog.upsert_sources([config(SOURCE)])
-    deep = " ".join(f"w{i:x}" for i in range(160_000))  # ~1 MB of distinct words
-    assert len(deep) > 1_000_000
-
-    scan(catalog, [entry("skills/big", deep=deep)], "c1")
-
-    assert [h.path for h in catalog.search("w1f00")] == ["skills/big"]
-
-
-def test_sqlite_full_text_index_follows_every_change(sqlite_catalog: Catalog) -> None:
-    catalog = searchable_catalog(sqlite_catalog)
-    scan(catalog, [entry("skills/pdf", description="Splits PDF files")], "c2")
-    catalog.mark_sources_removed([OTHER])
-    with catalog.engine.begin() as conn:
-        conn.execute(catalog_entries.delete().where(catalog_entries.c.path == "skills/pdf"))
-        # Compares the FTS index with the content table; raises when they differ.
-        conn.exec_driver_sql(
-            "INSERT INTO catalog_entries_fts(catalog_entries_fts, rank) "
-            "VALUES ('integrity-check', 1)"
-        )
-    assert catalog.search("splits") == []
-
-
 # -- concurrency --------------------------------------------------------------------------------
 
 
@@ -908,13 +771,13 @@ def test_reads_do_not_wait_for_a_write(catalog: Catalog) -> None:
     )
     assert writing.wait(WAIT)
     assert [e.path for e in catalog.entries(SOURCE)] == ["skills/a"]
-    assert [h.path for h in catalog.search("gondola")] == ["skills/a"]
-    assert catalog.search("zeppelin") == []
+    assert [h.path for h in search_catalog(catalog, "gondola")] == ["skills/a"]
+    assert search_catalog(catalog, "zeppelin") == []
     reads_done.set()
     writer.join(WAIT)
 
     assert "error" not in outcome
-    assert [h.path for h in catalog.search("zeppelin")] == ["skills/b"]
+    assert [h.path for h in search_catalog(catalog, "zeppelin")] == ["skills/b"]
 
 
 def test_writes_to_different_sources_run_concurrently(catalog: Catalog) -> None:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from skillmeat_pipeline.cli import main
 from skillmeat_pipeline.demo import MARKER, DemoError, prepare_layout
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.fetch.git.tree import open_local_repository, snapshot_commit
@@ -135,7 +136,7 @@ def test_demo_in_an_empty_folder_indexes_every_sample_source(tmp_path: Path):
         marketplace = sources["acme/plugin-marketplace"].marketplace["marketplaces"][0]
         missing = [p["name"] for p in marketplace["plugins"] if not p["exists"]]
         assert missing == ["legacy-linter"]
-        hits = catalog.search("runbook", source_key="internal/ops-playbooks")
+        hits = search_catalog(catalog, "runbook", source_key="internal/ops-playbooks")
         assert "runbook-author" in {hit.name for hit in hits}
     finally:
         catalog.dispose()

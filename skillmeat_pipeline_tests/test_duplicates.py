@@ -16,6 +16,7 @@ from skillmeat_pipeline.lib.catalog.duplicates import (
     assign_clusters,
     refresh_duplicates,
 )
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries
 from skillmeat_pipeline.lib.core.models import ArtifactType
 from skillmeat_pipeline_tests.test_catalog import (
@@ -66,8 +67,8 @@ def test_the_same_skill_in_three_sources_is_one_cluster_with_the_earliest_seen_c
     assert stats.largest_cluster == 3
     assert refresh_duplicates(catalog).rows_written == 0  # nothing changed: nothing written
     # search shows the cluster once, as its canonical copy, unless every copy is asked for
-    assert [(h.source_key, h.copies) for h in catalog.search("pdf")] == [(SECOND, 3)]
-    assert sorted(h.source_key for h in catalog.search("pdf", all_copies=True)) == sorted(
+    assert [(h.source_key, h.copies) for h in search_catalog(catalog, "pdf")] == [(SECOND, 3)]
+    assert sorted(h.source_key for h in search_catalog(catalog, "pdf", all_copies=True)) == sorted(
         [FIRST, SECOND, THIRD]
     )
 
@@ -81,7 +82,7 @@ def test_a_copy_changed_later_leaves_the_cluster(catalog: Catalog) -> None:
     refresh_duplicates(catalog)
 
     assert clusters(catalog) == {SECOND: (None, 2), FIRST: (SECOND, 2), THIRD: (None, 1)}
-    assert sorted(h.source_key for h in catalog.search("pdf")) == [SECOND, THIRD]
+    assert sorted(h.source_key for h in search_catalog(catalog, "pdf")) == [SECOND, THIRD]
 
 
 def test_when_the_canonical_source_is_removed_the_canonical_copy_moves(catalog: Catalog) -> None:
@@ -93,7 +94,7 @@ def test_when_the_canonical_source_is_removed_the_canonical_copy_moves(catalog: 
 
     # FIRST was seen an hour after SECOND, THIRD two hours after; the removed row gets nothing
     assert clusters(catalog) == {SECOND: (None, None), FIRST: (None, 2), THIRD: (FIRST, 2)}
-    assert [h.source_key for h in catalog.search("pdf")] == [FIRST]
+    assert [h.source_key for h in search_catalog(catalog, "pdf")] == [FIRST]
 
 
 def test_ties_are_broken_by_key_and_kinds_never_mix() -> None:
@@ -134,7 +135,9 @@ def test_migration_0008_keeps_rows_and_dates_them_by_their_last_index(
             ("plugin", T0, None, None),
             ("skill", T0, None, None),
         ]
-        assert [h.path for h in catalog.search("tables")] == [PDF]  # the full-text index holds
+        assert [h.path for h in search_catalog(catalog, "tables")] == [
+            PDF
+        ]  # the full-text index holds
         catalog.dispose()
 
 

@@ -13,6 +13,7 @@ import pytest
 from skillmeat_pipeline.defs.automation.sensors import head_queries
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources, sync_sources
 from skillmeat_pipeline.defs.resources import HeadPollingResource, SourcesFileResource
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline.lib.catalog.store import Catalog, SourceStatus
 from skillmeat_pipeline.lib.core.models import ArtifactType
 from skillmeat_pipeline.lib.core.sources import load_sources
@@ -137,10 +138,10 @@ def test_every_entry_form_ends_as_the_spec_says(
     assert upload_packs(pipeline.git, "tools/gamma") > 0
 
     # search names the marketplace and the plugin an artifact comes from
-    [hit] = catalog.search("database migrations", artifact_type="skill")
+    [hit] = search_catalog(catalog, "database migrations", artifact_type="skill")
     assert (hit.source_key, hit.marketplace, hit.plugin) == (key("mono-a"), MARKET, "mono-a")
     assert hit.install_name == f"mono-a@{MARKET}"
-    [own] = catalog.search("helpers kept", artifact_type="plugin")
+    [own] = search_catalog(catalog, "helpers kept", artifact_type="plugin")
     assert (own.marketplace, own.plugin) == (MARKET, "local")
     catalog.dispose()
 

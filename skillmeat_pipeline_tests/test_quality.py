@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from skillmeat_pipeline.lib.catalog.search import search_catalog
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.findings import Finding, Severity
 from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, CatalogEntry
@@ -136,12 +137,12 @@ def test_search_filters_and_sorts_by_stored_quality(catalog: Catalog) -> None:
     strong = artifact(path="skills/pdf-tables")
     scan(catalog, score_entries([weak, strong]), "c1")
 
-    assert {h.path: h.quality for h in catalog.search("pdf")} == {
+    assert {h.path: h.quality for h in search_catalog(catalog, "pdf")} == {
         "skills/pdf-notes": quality_of(weak)[0],
         "skills/pdf-tables": 100,
     }
-    assert [h.path for h in catalog.search("pdf", min_quality=90)] == ["skills/pdf-tables"]
-    assert [h.path for h in catalog.search("pdf", by_quality=True)] == [
+    assert [h.path for h in search_catalog(catalog, "pdf", min_quality=90)] == ["skills/pdf-tables"]
+    assert [h.path for h in search_catalog(catalog, "pdf", by_quality=True)] == [
         "skills/pdf-tables",
         "skills/pdf-notes",
     ]

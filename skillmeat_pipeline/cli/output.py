@@ -27,6 +27,12 @@ def format_rows(headers: Sequence[str], rows: Sequence[Sequence[str]], max_width
     )
 
 
+def one_line(text: str | None) -> str:
+    """`text` with its newlines and runs of white space as one space: a description in a table
+    row (`format_rows` escapes the control characters that are left)."""
+    return " ".join((text or "").split())
+
+
 def format_entries(entries: Sequence[CatalogEntry]) -> str:
     """Catalog entries as a table, plus a per-kind summary line."""
     rows = [

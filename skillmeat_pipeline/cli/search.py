@@ -4,8 +4,10 @@ import json
 
 import click
 
-from skillmeat_pipeline.cli.output import fail, format_rows, risk_label
-from skillmeat_pipeline.lib.catalog.store import NO_RISK, Catalog
+from skillmeat_pipeline.cli.output import fail, format_rows, one_line, risk_label
+from skillmeat_pipeline.lib.catalog.query import QueryError
+from skillmeat_pipeline.lib.catalog.search import NO_RISK, search_catalog, suggest_words
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.findings import SEVERITIES, Severity
 from skillmeat_pipeline.lib.core.untrusted import printable
 
@@ -24,7 +26,13 @@ from skillmeat_pipeline.lib.core.untrusted import printable
     type=click.Choice([NO_RISK, *(s.value for s in reversed(SEVERITIES))]),
     help="Only artifacts whose risk is at most this (none: no finding at all).",
 )
-@click.option("--limit", default=20, show_default=True, help="At most this many results.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many results.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of results.")
 @click.option("--all-copies", is_flag=True, help="Every copy of a duplicate, not only the first.")
 @click.option("--min-quality", type=click.IntRange(0, 100), help="Only quality at least this.")
@@ -42,42 +50,53 @@ def search(
 ) -> None:
     """Full-text search of the catalog (SKILLMEAT_INDEX_URL), best match first.
 
+    Words must all match; "exact phrase", -word (not), a or b, prefix*, type:hook and
+    source:owner/repo (README "Searching"). SCORE is the BM25 relevance: higher is better.
     Each result carries its `risk` (the highest severity of its security findings) and, with
     --json, its `findings`.
 
     \b
     Examples:
       skillmeat-pipeline search "pull request review" --type agent
-      skillmeat-pipeline search pdf --source anthropics/skills --json
-      skillmeat-pipeline search "code review" --max-risk low
+      skillmeat-pipeline search 'pdf -form source:anthropics/skills' --json
+      skillmeat-pipeline search "type:hooks format or lint" --max-risk low
     """
     catalog = Catalog.from_env()
-    catalog.migrate()
-    hits = catalog.search(
-        query,
-        artifact_type=artifact_type,
-        source_key=source_key,
-        max_risk=max_risk,
-        limit=limit,
-        all_copies=all_copies,
-        min_quality=min_quality,
-        by_quality=by_quality,
-    )
+    try:
+        catalog.migrate()
+        hits = search_catalog(
+            catalog,
+            query,
+            artifact_type=artifact_type,
+            source_key=source_key,
+            max_risk=max_risk,
+            limit=limit,
+            all_copies=all_copies,
+            min_quality=min_quality,
+            by_quality=by_quality,
+        )
+        suggestions = [] if hits or as_json else suggest_words(catalog, query)
+    except QueryError as exc:
+        fail(str(exc))
+    finally:
+        catalog.dispose()
     if as_json:
         shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]
         click.echo(json.dumps(shown, indent=2))
         return
     if not hits:
-        click.echo(f"no results for {query!r}")
+        hint = f"; did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        click.echo(f"no results for {printable(query)!r}{printable(hint)}")
         return
+
     rows = [
         (
             f"{h.score:.2f}",
             h.artifact_type.value,
-            printable(h.name),
-            printable(h.install_name or h.source_key),
+            one_line(h.name),
+            one_line(h.install_name or h.source_key),
             risk_label(h.risk),
-            printable((h.description or "")[:60]),
+            one_line(h.description)[:60],
         )
         for h in hits
     ]

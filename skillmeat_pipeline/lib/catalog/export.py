@@ -30,7 +30,9 @@ EXPORT_DIR_ENV = "SKILLMEAT_EXPORT_DIR"
 DEFAULT_EXPORT_DIR = "exports"  # relative to the working directory
 LATEST = "latest.json"
 DEFAULT_KEEP = 10  # snapshots kept in the folder; older ones are deleted
-_INTERNAL_COLUMNS = frozenset({"id", "search_text", "deep_search_text", "deep_index_files"})
+_INTERNAL_COLUMNS = frozenset(
+    {"id", "search_text", "deep_search_text", "deep_index_files", "search_document"}
+)
 _READ_BATCH = 2000
 
 

@@ -1,4 +1,4 @@
-"""The catalog database (SPEC §5.2 to §5.4): sources, catalog entries, full-text search.
+"""The catalog database (SPEC §5.2 to §5.4): sources, catalog entries and their search index.
 
 SQLite (a file, FTS5) by default, PostgreSQL (tsvector + GIN) in production, both through
 SQLAlchemy Core; the schema is created and changed by the alembic revisions in
@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Dialect, Engine, Row
 from typing_extensions import override  # typing.override from Python 3.12
 
 from skillmeat_pipeline.lib.catalog.migrations import upgrade_to_head
+from skillmeat_pipeline.lib.catalog.query import search_document
 from skillmeat_pipeline.lib.core.findings import Finding, RiskCounts, Severity
 from skillmeat_pipeline.lib.core.models import (
     ArtifactKey,
@@ -52,10 +53,6 @@ INDEX_URL_ENV = "SKILLMEAT_INDEX_URL"
 DEFAULT_INDEX_URL = "sqlite:///skillmeat_index.sqlite"  # relative to the working directory
 SQLITE_BUSY_TIMEOUT_SECONDS = 60.0
 MAX_ERROR_CHARS = 8000
-TEXT_SEARCH_CONFIG = "english"
-# FTS5 column order: name, title, description, tags, search_text, deep_search_text. Mirrors the
-# PostgreSQL weights A, A, B, B, C, D so both backends rank a name match above a mention.
-BM25_WEIGHTS = (10.0, 10.0, 4.0, 4.0, 2.0, 1.0)
 # Transaction-level advisory locks (PostgreSQL) serialising schema changes and source-list syncs.
 _MIGRATION_LOCK_ID = 0x534B4D01
 _SOURCES_SYNC_LOCK_ID = 0x534B4D02
@@ -178,6 +175,8 @@ catalog_entries = sa.Table(
     sa.Column("upstream_url", sa.Text()),
     sa.Column("search_text", sa.Text(), nullable=False),
     sa.Column("deep_search_text", sa.Text()),
+    # what both backends' full-text index holds (migration 0009): `query.search_document`
+    sa.Column("search_document", sa.Text(), nullable=False, server_default=""),
     sa.Column("deep_index_files", _JSON, nullable=False),
     sa.Column("status", sa.Text(), nullable=False),
     sa.Column("first_seen_commit", sa.Text()),
@@ -314,34 +313,6 @@ class MarketplaceSourceResponse(BaseModel):
         )
 
 
-class SearchHit(BaseModel):
-    """One search result; `score` is higher for a better match (bm25 or ts_rank)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    source_key: str
-    path: str
-    artifact_type: ArtifactType
-    name: str
-    title: str | None
-    description: str | None
-    tags: list[str]
-    upstream_url: str | None
-    confidence: int
-    risk: Severity | None
-    findings: list[Finding] | None
-    score: float
-    # where a user installs it from: `plugin@marketplace` (Claude Code's name for a plugin)
-    marketplace: str | None = None
-    plugin: str | None = None
-    quality: int | None = None
-    copies: int | None = None  # the size of its duplicate cluster (None: not computed yet)
-
-    @property
-    def install_name(self) -> str | None:
-        return f"{self.plugin}@{self.marketplace}" if self.plugin and self.marketplace else None
-
-
 @dataclass(frozen=True, slots=True)
 class SourceFinding:
     """One finding of one live catalog entry, as `Catalog.findings` lists them."""
@@ -360,10 +331,6 @@ class SourceFinding:
             "name": self.name,
             **self.finding.to_dict(),
         }
-
-
-# `--max-risk none`: only entries without any finding
-NO_RISK = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,18 +376,6 @@ def normalize_url(url: str | URL) -> URL:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg2")
     return parsed
-
-
-def fts5_match(query: str) -> str | None:
-    """User text as an FTS5 query that cannot be a syntax error, or None when it has no words.
-
-    Every whitespace-separated term becomes a quoted string (quotes doubled), so `AND`, `(`, `*`,
-    `NEAR` and column filters are plain text; all terms must match, as with websearch_to_tsquery.
-    """
-    terms = [term for term in query.split() if re.search(r"\w", term)]
-    if not terms:
-        return None
-    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -718,6 +673,15 @@ class Catalog:
                 )
                 first_seen = previous.first_seen_commit if previous is not None else None
                 row |= {
+                    "search_document": search_document(
+                        artifact_type=entry.artifact_type,
+                        path=row["path"],
+                        name=row["name"],
+                        title=row["title"],
+                        description=row["description"],
+                        tags=row["tags"],
+                        deep_search_text=row["deep_search_text"],
+                    ),
                     "status": status,
                     "first_seen_commit": first_seen or commit_sha,
                     "indexed_commit": commit_sha,
@@ -979,119 +943,6 @@ class Catalog:
         """The live entries of the last good scan by key, to reuse those whose content_sha held."""
         return {entry.key: entry for entry in self.entries(source_key)}
 
-    def search(
-        self,
-        query: str,
-        *,
-        artifact_type: ArtifactType | str | None = None,
-        source_key: str | None = None,
-        max_risk: Severity | str | None = None,
-        limit: int = 20,
-        min_quality: int | None = None,
-        all_copies: bool = False,
-        by_quality: bool = False,
-    ) -> list[SearchHit]:
-        """Entries matching every word of `query`, best first; removed entries never match.
-
-        `max_risk` keeps entries whose risk is at most that severity, or `"none"`: only entries
-        without findings.
-        A duplicate cluster shows once, as its canonical copy, unless `all_copies`; `min_quality`
-        leaves out entries below it (and those not scored); `by_quality` sorts by quality first.
-
-        Any text is safe. SQLite treats every term as a plain word (see `fts5_match`); PostgreSQL
-        reads it with websearch_to_tsquery, which also honours "phrases", `or` and `-word` and
-        never raises. Both stem English words ("hooks" finds "hook").
-        """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        query = query.replace("\x00", " ")
-        if self.dialect == "sqlite":
-            match_expression = fts5_match(query)
-            if match_expression is None:
-                return []
-            fts = sa.table("catalog_entries_fts", sa.column("rowid"))
-            fts_name: sa.ColumnClause[Any] = sa.literal_column("catalog_entries_fts")
-            score = -sa.func.bm25(fts_name, *BM25_WEIGHTS)
-            statement = (
-                sa.select(score.label("score"))
-                .select_from(fts.join(catalog_entries, catalog_entries.c.id == fts.c.rowid))
-                .where(fts_name.op("MATCH")(match_expression))
-            )
-        else:
-            if not query.strip():
-                return []
-            vector = sa.literal_column("catalog_entries.search_vector", postgresql.TSVECTOR)
-            tsquery = sa.func.websearch_to_tsquery(
-                sa.cast(TEXT_SEARCH_CONFIG, postgresql.REGCONFIG), query
-            )
-            statement = sa.select(sa.func.ts_rank(vector, tsquery).label("score")).where(
-                vector.op("@@")(tsquery)
-            )
-        statement = (
-            statement.add_columns(
-                *catalog_entries.c["source_key", "path", "artifact_type", "name", "title"],
-                *catalog_entries.c["description", "tags", "upstream_url", "confidence"],
-                *catalog_entries.c["risk", "findings", "quality", "copies"],
-                catalog_entries.c.plugin_path,
-                sources.c.marketplace_key,
-                sources.c.plugin,
-                sources.c.marketplace.is_not(None).label("is_marketplace"),
-            )
-            .join_from(catalog_entries, sources, sources.c.key == catalog_entries.c.source_key)
-            .where(catalog_entries.c.status != ArtifactStatus.REMOVED)
-        )
-        if max_risk is not None:
-            statement = statement.where(_risk_at_most(max_risk))
-        if not all_copies:
-            statement = statement.where(catalog_entries.c.duplicate_of.is_(None))
-        if min_quality is not None:
-            statement = statement.where(catalog_entries.c.quality >= min_quality)
-        if artifact_type is not None:
-            statement = statement.where(
-                catalog_entries.c.artifact_type == ArtifactType(artifact_type)
-            )
-        if source_key is not None:
-            statement = statement.where(catalog_entries.c.source_key == source_key)
-        order = [sa.desc("score"), catalog_entries.c.source_key, catalog_entries.c.path]
-        if by_quality:
-            order.insert(0, catalog_entries.c.quality.desc().nulls_last())
-        statement = statement.order_by(*order).limit(limit)
-        with self.engine.connect() as conn:
-            rows = conn.execute(statement).all()
-            owners = self._plugin_names(conn, rows)
-        hits = []
-        for row in rows:
-            fields = row._asdict()
-            if row.marketplace_key:  # an artifact of a plugin source
-                fields |= {"marketplace": row.marketplace_key, "plugin": row.plugin}
-            elif row.is_marketplace:  # one of a marketplace's own plugins, or inside one
-                own = row.name if row.artifact_type == ArtifactType.PLUGIN else None
-                plugin = own or owners.get((row.source_key, row.plugin_path))
-                fields |= {"marketplace": row.source_key if plugin else None, "plugin": plugin}
-            hits.append(SearchHit.model_validate(fields))
-        return hits
-
-    @staticmethod
-    def _plugin_names(
-        conn: Connection, rows: Sequence[Row[*tuple[Any, ...]]]
-    ) -> dict[tuple[str, str], str]:
-        """(source, plugin path) -> plugin name, for hits inside a marketplace's own plugins."""
-        wanted = {
-            (row.source_key, row.plugin_path)
-            for row in rows
-            if row.is_marketplace and not row.marketplace_key and row.plugin_path
-        }
-        if not wanted:
-            return {}
-        query = sa.select(
-            catalog_entries.c.source_key, catalog_entries.c.path, catalog_entries.c.name
-        ).where(
-            catalog_entries.c.artifact_type == ArtifactType.PLUGIN,
-            catalog_entries.c.source_key.in_(sorted({key for key, _ in wanted})),
-            catalog_entries.c.path.in_(sorted({path for _, path in wanted})),
-        )
-        return {(r.source_key, r.path): r.name for r in conn.execute(query)}
-
     def risk_counts(self, keys: Sequence[str] | None = None) -> dict[str, RiskCounts]:
         """How many live entries of each source have each risk: every source with an entry, or
         every one of `keys` (zeros included)."""
@@ -1221,14 +1072,6 @@ def _check_version(
 class _FindingsRow(BaseModel):
     artifact_type: ArtifactType
     findings: list[Finding] | None
-
-
-def _risk_at_most(max_risk: Severity | str) -> sa.ColumnElement[bool]:
-    risk = catalog_entries.c.risk
-    if max_risk == NO_RISK:
-        return risk.is_(None)
-    allowed = [s.value for s in Severity.at_most(Severity(max_risk))]
-    return sa.or_(risk.is_(None), risk.in_(allowed))
 
 
 def _match(source_key: str, key: ArtifactKey) -> dict[str, Any]:

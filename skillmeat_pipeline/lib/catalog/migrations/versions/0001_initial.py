@@ -10,7 +10,10 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from skillmeat_pipeline.lib.catalog.migrations.sqlite_fts import FTS_COLUMNS, create_fts_triggers
+from skillmeat_pipeline.lib.catalog.migrations.sqlite_fts import (
+    FTS_COLUMNS_0001,
+    create_fts_triggers,
+)
 
 revision = "0001"
 down_revision = None
@@ -93,7 +96,7 @@ def upgrade() -> None:
 
 
 def _create_sqlite_fts() -> None:
-    columns = ", ".join(FTS_COLUMNS)
+    columns = ", ".join(FTS_COLUMNS_0001)
     # External content: the text lives once, in catalog_entries; the triggers keep the index in
     # step. Porter stemming so that "hooks" finds "hook", as PostgreSQL's english config does.
     op.execute(
@@ -101,7 +104,7 @@ def _create_sqlite_fts() -> None:
         "content='catalog_entries', content_rowid='id', "
         "tokenize='porter unicode61 remove_diacritics 2')"
     )
-    create_fts_triggers()
+    create_fts_triggers(FTS_COLUMNS_0001)
 
 
 def _create_postgres_tsvector() -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from alembic import op
 
-from skillmeat_pipeline.lib.catalog.migrations.sqlite_fts import create_fts_triggers
+from skillmeat_pipeline.lib.catalog.migrations.sqlite_fts import (
+    FTS_COLUMNS_0001,
+    create_fts_triggers,
+)
 
 revision = "0004"
 down_revision = "0003"
@@ -27,7 +30,7 @@ def upgrade() -> None:
         with op.batch_alter_table("catalog_entries", recreate="always") as table:
             table.drop_constraint(OLD, type_="unique")
             table.create_unique_constraint(NEW, KEY)
-        create_fts_triggers()
+        create_fts_triggers(FTS_COLUMNS_0001)
     else:
         op.drop_constraint(OLD, "catalog_entries", type_="unique")
         op.create_unique_constraint(NEW, "catalog_entries", KEY)
