@@ -1,11 +1,8 @@
 """`skillmeat-pipeline detect`: preview what a repository would give, storing nothing."""
 
 import json
-import re
 import time
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 from pydantic import ValidationError
@@ -14,6 +11,7 @@ from skillmeat_pipeline.cli.output import fail, format_entries, format_rows
 from skillmeat_pipeline.lib.core.addresses import display_url
 from skillmeat_pipeline.lib.core.secrets import Secret, redact, secrets_from_env
 from skillmeat_pipeline.lib.core.sources import SourceConfig, relative_root_hint
+from skillmeat_pipeline.lib.core.sources_file import REMOTE_URL, default_source_key
 from skillmeat_pipeline.lib.core.untrusted import TreeTooLargeError, printable
 from skillmeat_pipeline.lib.fetch.git.tree import (
     RepositoryError,
@@ -24,21 +22,6 @@ from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
 from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
-
-REMOTE_URL = re.compile(r"^(https?|ssh|git)://|^[\w.-]+@[\w.-]+:")
-
-
-def preview_source_key(location: str) -> str:
-    """The key a previewed source gets: `owner/repo` from a URL's last two path segments or a
-    corpus-style bundle `owner+repo.bundle`, else the folder's name."""
-    if REMOTE_URL.match(location):
-        path = location.split(":", 1)[1] if "://" not in location else urlsplit(location).path
-        segments = [s for s in path.removesuffix(".git").split("/") if s]
-        return "/".join(segments[-2:])
-    name = Path(location.rstrip("/")).name
-    for suffix in (".bundle", ".git"):
-        name = name.removesuffix(suffix)
-    return name.replace("+", "/", 1)
 
 
 def _preview_remote(source: SourceConfig, use_api: bool) -> SourceOutcome:
@@ -109,7 +92,7 @@ def detect(
         if github_repo or REMOTE_URL.match(repo or ""):
             location = {"github": github_repo} if github_repo else {"url": repo}
             source = SourceConfig.model_validate(
-                {"key": github_repo or preview_source_key(repo or ""), **location}
+                {"key": github_repo or default_source_key(repo or ""), **location}
                 | {"ref": ref, "root_hint": root_hint, "exclude": list(exclude)}
             )
             outcome = _preview_remote(source, use_api=bool(github_repo))
@@ -118,7 +101,7 @@ def detect(
             assert isinstance(outcome, Scanned), "a preview has nothing indexed to be current with"
             result, entries, problems = outcome, list(outcome.entries), list(outcome.problems)
         else:
-            key = preview_source_key(repo or "")
+            key = default_source_key(repo or "")
             with open_local_repository(repo or "") as repository:
                 snapshot = snapshot_commit(repository, ref)
                 indexed = index_tree(

@@ -1,6 +1,7 @@
 """`skillmeat-pipeline sources …`: the sources file, its partitions, the catalog's source rows."""
 
 import json
+import os
 import sys
 import threading
 import time
@@ -11,7 +12,14 @@ import click
 
 from skillmeat_pipeline.cli.instance import dagster_instance
 from skillmeat_pipeline.cli.output import fail, format_risk_counts, format_rows
-from skillmeat_pipeline.lib.catalog.store import Catalog, MarketplaceSourceResponse
+from skillmeat_pipeline.lib.catalog.source_set import SourceSet, source_set
+from skillmeat_pipeline.lib.catalog.store import (
+    DEFAULT_INDEX_URL,
+    INDEX_URL_ENV,
+    Catalog,
+    MarketplaceSourceResponse,
+    normalize_url,
+)
 from skillmeat_pipeline.lib.core.addresses import (
     AddressPolicy,
     IPAddress,
@@ -28,7 +36,17 @@ from skillmeat_pipeline.lib.core.sources import (
     read_sources,
     sources_file_path,
 )
+from skillmeat_pipeline.lib.core.sources_file import (
+    SourcesEdit,
+    add_source_text,
+    new_entry,
+    read_text_if_any,
+    remove_source_text,
+    write_atomically,
+)
 from skillmeat_pipeline.lib.core.untrusted import printable
+
+SYNC = "skillmeat-pipeline sources sync"
 
 
 @click.group()
@@ -37,13 +55,98 @@ def sources() -> None:
 
     \b
     Examples:
+      skillmeat-pipeline sources add anthropics/skills
       skillmeat-pipeline sources sync
       skillmeat-pipeline sources list --json
     """
 
 
+def _missing_catalog() -> Path | None:
+    """The file of a SQLite catalog that does not exist yet (opening it would create it)."""
+    url = normalize_url(os.environ.get(INDEX_URL_ENV) or DEFAULT_INDEX_URL)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
+def _written(path: Path, edit: SourcesEdit, done: str) -> None:
+    """Write the edited file, say what changed, what the file still holds wrong and what next."""
+    write_atomically(path, edit.text)
+    click.echo(f"{path}: {printable(done)}; {len(edit.entries.valid)} sources")
+    for problem in edit.entries.problems:
+        click.echo(f"warning: {path}: {printable(problem)} (already in the file)", err=True)
+    click.echo(f"next: `{SYNC} --dry-run` shows what `{SYNC}` would change; then run it")
+
+
+@sources.command("add")
+@click.argument("location", metavar="OWNER/REPO|URL")
+@click.option("--key", help="The source's key (default: OWNER/REPO, or a URL's last two segments).")
+@click.option("--ref", help="Branch, tag or commit to index (default: the remote's HEAD).")
+@click.option("--root-hint", metavar="DIR", help="Only index below this folder of the repository.")
+def sources_add(location: str, key: str | None, ref: str | None, root_hint: str | None) -> None:
+    """Add a source to the sources file (SKILLMEAT_SOURCES_FILE, default ./sources.yaml).
+
+    OWNER/REPO becomes `github: owner/repo`, a git URL `url: ...` with a key. The entry goes after
+    the last one, indented like it; every other line of the file stays as it is (comments, blank
+    lines, the order of the fields). A file that does not exist is created.
+
+    The new file is validated as `sources check` and `sources sync` read it before it is written
+    (at once: a reader sees the old file or the new one). A key or repository the file already
+    has, credentials in the URL, an address the rules refuse: one line on stderr, exit status 2,
+    the file unchanged. Nothing else changes: no partition, no catalog row (`sources sync` does).
+
+    \b
+    Examples:
+      skillmeat-pipeline sources add anthropics/skills
+      skillmeat-pipeline sources add https://git.example.com/team/tools.git --ref main
+      skillmeat-pipeline sources add wshobson/agents --root-hint plugins
+    """
+    path = sources_file_path()
+    try:
+        entry = new_entry(location, key=key, ref=ref, root_hint=root_hint)
+        edit = add_source_text(read_text_if_any(path), entry, origin=str(path))
+    except SourcesFileError as exc:
+        fail(f"{exc}; nothing was changed")
+    added = entry.get("key") or entry["github"]
+    _written(path, edit, f"added {added}")
+
+
+@sources.command("remove")
+@click.argument("key")
+def sources_remove(key: str) -> None:
+    """Remove the source KEY from the sources file (SKILLMEAT_SOURCES_FILE, default
+    ./sources.yaml).
+
+    The lines of its entry go; every other line stays (the comments above and below it too). A
+    key the file does not have: one line naming the keys it has, exit status 2, the file
+    unchanged. Its partition and catalog rows stay until `sources sync` (which marks the rows
+    removed, never deletes them).
+
+    \b
+    Example:
+      skillmeat-pipeline sources remove internal/tools
+    """
+    path = sources_file_path()
+    try:
+        text = read_text_if_any(path)
+        if text is None:
+            raise SourcesFileError(f"{path}: sources file not found (set SKILLMEAT_SOURCES_FILE)")
+        edit = remove_source_text(text, key, origin=str(path))
+    except SourcesFileError as exc:
+        fail(f"{exc}; nothing was changed")
+    _written(path, edit, f"removed {key}")
+
+
 @sources.command("sync")
-def sources_sync() -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would be added and removed; change no partition and no catalog row.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (see below).")
+def sources_sync(dry_run: bool, as_json: bool) -> None:
     """Make the Dagster partitions and the catalog's source rows equal the sources file.
 
     New sources get a partition; dropped ones lose theirs and their catalog rows are marked
@@ -51,26 +154,53 @@ def sources_sync() -> None:
     repositories, keyed `plugin@marketplace`) are sources too: they get partitions while their
     marketplace lists them. Uses the Dagster instance of DAGSTER_HOME, like the `dagster` CLI.
 
+    With --dry-run, the partitions and the catalog are only read (a SQLite catalog that does not
+    exist is not created). With --json, one object: `sources` (how many have a partition),
+    `added` and `removed` (partition keys), `plugin_sources` (keys), `skipped` (marketplace
+    entries not fetched: key and reason), `problems`, `dry_run`.
+
     \b
     Example:
       export DAGSTER_HOME=$PWD/.dagster_home
+      skillmeat-pipeline sources sync --dry-run
       skillmeat-pipeline sources sync
       dagster asset materialize -m skillmeat_pipeline.definitions \\
           --select marketplace_index --partition anthropics/skills
     """
-    from skillmeat_pipeline.defs.index.partitions import sync_sources
+    from skillmeat_pipeline.defs.index.partitions import planned_partition_changes, sync_sources
 
     try:
         configured = load_sources()
     except SourcesFileError as exc:
         fail(str(exc))
     with dagster_instance() as instance:
-        catalog = Catalog.from_env()
-        try:
-            catalog.migrate()
-            wanted, added, removed = sync_sources(instance, catalog, configured)
-        finally:
-            catalog.dispose()
+        if dry_run and _missing_catalog() is not None:
+            # no catalog yet: no marketplace was indexed, so no plugin source
+            wanted = SourceSet(tuple(configured))
+            added, removed = planned_partition_changes(instance, wanted)
+        else:
+            catalog = Catalog.from_env()
+            try:
+                if dry_run:
+                    wanted = source_set(configured, catalog)
+                    added, removed = planned_partition_changes(instance, wanted)
+                else:
+                    catalog.migrate()
+                    wanted, added, removed = sync_sources(instance, catalog, configured)
+            finally:
+                catalog.dispose()
+    if as_json:
+        summary = {
+            "sources": len(wanted.partition_keys),
+            "added": added,
+            "removed": removed,
+            "plugin_sources": [plugin.key for plugin in wanted.plugins],
+            "skipped": [{"key": entry.key, "reason": entry.reason} for entry in wanted.skipped],
+            "problems": list(wanted.problems),
+            "dry_run": dry_run,
+        }
+        click.echo(json.dumps(summary, indent=2))
+        return
     for problem in wanted.problems:
         click.echo(f"warning: {printable(problem)}", err=True)
     plugins = (
@@ -78,9 +208,19 @@ def sources_sync() -> None:
         if wanted.plugins or wanted.skipped
         else ""
     )
+    if dry_run:
+        click.echo(
+            f"{len(wanted.partition_keys)} sources{plugins}: {len(added)} to add, "
+            f"{len(removed)} to remove; nothing was changed (--dry-run)"
+        )
+        for sign, keys in (("+", added), ("-", removed)):
+            for key in keys:
+                click.echo(f"  {sign} {printable(key)}")
+        return
     click.echo(
         f"{len(wanted.partition_keys)} sources{plugins}: {len(added)} added, "
-        f"{len(removed)} removed" + (f" ({', '.join(added)})" if added and len(added) <= 10 else "")
+        f"{len(removed)} removed"
+        + (f" ({printable(', '.join(added))})" if added and len(added) <= 10 else "")
     )
 
 
@@ -190,13 +330,13 @@ def sources_check(path: Path | None, resolve: bool, timeout: float) -> None:
             answer: list[IPAddress] | str = answers.get(origin.endpoint, [])
             shown = ", ".join(map(str, answer)) if isinstance(answer, list) else "-"
             if policy.is_github(source.url):
-                result = "ok: a SKILLMEAT_GITHUB_*_URL host (trusted)"
+                result = "allowed: a SKILLMEAT_GITHUB_*_URL host (trusted)"
             elif isinstance(answer, str):
                 result = f"error: {answer}"
             else:
                 try:
                     policy.check_connect(source.url, resolve=lambda _h, _p, a=answer: a)
-                    result = "ok"
+                    result = "allowed"
                 except UrlError as exc:
                     result = f"error: {exc}"
             failures += result.startswith("error")
@@ -214,20 +354,42 @@ def sources_check(path: Path | None, resolve: bool, timeout: float) -> None:
 def sources_list(as_json: bool) -> None:
     """Every source in the catalog with its last index (MarketplaceSourceResponse).
 
+    STATUS is the metadata's `scan_status` of the last run (scanned, current, failed with its
+    reason, removed, skipped), or `never indexed`. When SKILLMEAT_INDEX_URL names a SQLite file
+    that does not exist, one line says so (with --json: `[]`, the line on stderr) and the exit
+    status is 0: nothing is created, so a mistyped URL does not leave an empty catalog behind.
+
     \b
     Example:
       skillmeat-pipeline sources list --json
     """
+    missing = _missing_catalog()
+    if missing is not None:
+        # opening it would create an empty catalog where the user may have a typo
+        message = (
+            f"no catalog at {missing}: run `{SYNC}`, then index the sources (or set "
+            f"{INDEX_URL_ENV} to the catalog's URL)"
+        )
+        click.echo("[]" if as_json else message)
+        if as_json:
+            click.echo(message, err=True)
+        return
     catalog = Catalog.from_env()
-    catalog.migrate()
-    responses = catalog.source_responses()
-    risks = catalog.risk_counts()
+    try:
+        catalog.migrate()
+        responses = catalog.source_responses()
+        risks = catalog.risk_counts()
+    finally:
+        catalog.dispose()
     if as_json:
         listed = [
             r.model_dump(mode="json") | {"risk_counts": risks.get(r.key, RiskCounts()).to_dict()}
             for r in responses
         ]
         click.echo(json.dumps(listed, indent=2))
+        return
+    if not responses:
+        click.echo(f"the catalog has no sources yet: run `{SYNC}` to add the sources file's")
         return
     # plugin sources listed under their marketplace, indented
     plugins: dict[str, list[MarketplaceSourceResponse]] = {}

@@ -239,7 +239,7 @@ def _shown(value: object) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _entry_key(raw: dict[Any, Any]) -> str | None:
+def entry_key(raw: dict[Any, Any]) -> str | None:
     """The partition key an entry asks for: `key`, else its `github` name."""
     for name in ("key", "github"):
         if isinstance(raw.get(name), str) and raw[name]:
@@ -281,7 +281,7 @@ def read_sources(text: str, origin: str = "sources file") -> SourceEntries:
     first_by_key: dict[str, int] = {}
     first_by_identity: dict[str, int] = {}
     for index, raw in enumerate(raw_sources):
-        key = _entry_key(raw) if isinstance(raw, dict) else None
+        key = entry_key(raw) if isinstance(raw, dict) else None
         url = raw.get("url") if isinstance(raw, dict) else None
         name = key or (display_url(url) if isinstance(url, str) and url else None)
         line = lines[index] if index < len(lines) else None
