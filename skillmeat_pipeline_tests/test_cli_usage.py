@@ -70,3 +70,27 @@ def test_an_instance_without_dagster_yaml_syncs_without_dagsters_warning(tmp_pat
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1 sources: 1 added, 0 removed (a/b)"
     assert "No dagster instance configuration file" not in result.stderr
+
+
+def test_reading_commands_do_not_create_a_catalog_where_there_is_none(tmp_path: Path, monkeypatch):
+    missing = tmp_path / "catalog.sqlite"
+    monkeypatch.setenv("SKILLMEAT_INDEX_URL", f"sqlite:///{missing}")
+    runner = CliRunner()
+    for args in (["search", "pdf"], ["findings"], ["catalog", "export"]):
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, args
+        assert result.stderr.strip() == (
+            f"error: no catalog at {missing}: run `skillmeat-pipeline sources sync`, then index "
+            "the sources (or set SKILLMEAT_INDEX_URL to the catalog's URL)"
+        )
+    assert not missing.exists()
+
+
+def test_a_limit_below_one_is_a_usage_error():
+    for command in ("search", "findings"):
+        args = (
+            [command, "pdf", "--limit", "0"] if command == "search" else [command, "--limit", "0"]
+        )
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2
+        assert "Invalid value for '--limit': 0 is not in the range x>=1." in result.stderr

@@ -7,13 +7,13 @@ from typing import IO, Any
 import click
 
 from skillmeat_pipeline.cli.output import fail
+from skillmeat_pipeline.cli.stores import existing_catalog
 from skillmeat_pipeline.lib.catalog.export import (
     export_dir_from_env,
     export_line,
     live_rows,
     write_export,
 )
-from skillmeat_pipeline.lib.catalog.store import Catalog
 
 
 @click.group()
@@ -57,9 +57,7 @@ def catalog_export(export_format: str, output: Path | None, directory: Path | No
         fail("--dir goes with --format snapshot; give --output for jsonl")
     if export_format == "snapshot" and output is not None:
         fail("--output goes with --format jsonl; give --dir for a snapshot")
-    store = Catalog.from_env()
-    try:
-        store.migrate()
+    with existing_catalog() as store:
         if export_format == "snapshot":
             result = write_export(store, directory or export_dir_from_env())
             click.echo(f"{result.path}: {result.rows} rows, {result.bytes} bytes, {result.sha256}")
@@ -76,5 +74,3 @@ def catalog_export(export_format: str, output: Path | None, directory: Path | No
                 stream.write(export_line(row))
                 rows += 1
         click.echo(f"{rows} rows exported" + (f" to {output}" if output else ""), err=True)
-    finally:
-        store.dispose()

@@ -5,8 +5,8 @@ from typing import Any
 
 import click
 
-from skillmeat_pipeline.cli.instance import dagster_instance
 from skillmeat_pipeline.cli.output import fail, format_rows
+from skillmeat_pipeline.cli.stores import dagster_instance
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.sources import SourcesFileError, load_sources
 from skillmeat_pipeline.lib.core.untrusted import printable

@@ -5,9 +5,9 @@ import json
 import click
 
 from skillmeat_pipeline.cli.output import fail, format_rows, one_line, risk_label
+from skillmeat_pipeline.cli.stores import existing_catalog
 from skillmeat_pipeline.lib.catalog.query import QueryError
 from skillmeat_pipeline.lib.catalog.search import NO_RISK, search_catalog, suggest_words
-from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.findings import SEVERITIES, Severity
 from skillmeat_pipeline.lib.core.untrusted import printable
 
@@ -61,25 +61,22 @@ def search(
       skillmeat-pipeline search 'pdf -form source:anthropics/skills' --json
       skillmeat-pipeline search "type:hooks format or lint" --max-risk low
     """
-    catalog = Catalog.from_env()
-    try:
-        catalog.migrate()
-        hits = search_catalog(
-            catalog,
-            query,
-            artifact_type=artifact_type,
-            source_key=source_key,
-            max_risk=max_risk,
-            limit=limit,
-            all_copies=all_copies,
-            min_quality=min_quality,
-            by_quality=by_quality,
-        )
+    with existing_catalog() as catalog:
+        try:
+            hits = search_catalog(
+                catalog,
+                query,
+                artifact_type=artifact_type,
+                source_key=source_key,
+                max_risk=max_risk,
+                limit=limit,
+                all_copies=all_copies,
+                min_quality=min_quality,
+                by_quality=by_quality,
+            )
+        except QueryError as exc:
+            fail(str(exc))
         suggestions = [] if hits or as_json else suggest_words(catalog, query)
-    except QueryError as exc:
-        fail(str(exc))
-    finally:
-        catalog.dispose()
     if as_json:
         shown = [h.model_dump(mode="json") | {"install": h.install_name} for h in hits]
         click.echo(json.dumps(shown, indent=2))
@@ -113,7 +110,13 @@ def search(
     type=click.Choice([s.value for s in SEVERITIES]),
     help="Only findings of at least this severity (high: high only).",
 )
-@click.option("--limit", default=1000, show_default=True, help="At most this many findings.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="At most this many findings.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of findings.")
 def findings(source_key: str | None, severity: str | None, limit: int, as_json: bool) -> None:
     """Security findings of the catalog's artifacts (SKILLMEAT_INDEX_URL), highest severity first.
@@ -127,15 +130,12 @@ def findings(source_key: str | None, severity: str | None, limit: int, as_json: 
       skillmeat-pipeline findings --severity high
       skillmeat-pipeline findings --source anthropics/skills --json
     """
-    if limit < 1:
-        fail(f"--limit must be at least 1, got {limit}")
-    catalog = Catalog.from_env()
-    catalog.migrate()
-    found = catalog.findings(
-        source_key=source_key,
-        min_severity=Severity(severity) if severity else None,
-        limit=limit + 1,
-    )
+    with existing_catalog() as catalog:
+        found = catalog.findings(
+            source_key=source_key,
+            min_severity=Severity(severity) if severity else None,
+            limit=limit + 1,
+        )
     shown = found[:limit]
     if as_json:
         click.echo(json.dumps([f.to_dict() for f in shown], indent=2))

@@ -1,7 +1,6 @@
 """`skillmeat-pipeline sources …`: the sources file, its partitions, the catalog's source rows."""
 
 import json
-import os
 import sys
 import threading
 import time
@@ -10,15 +9,17 @@ from pathlib import Path
 
 import click
 
-from skillmeat_pipeline.cli.instance import dagster_instance
 from skillmeat_pipeline.cli.output import fail, format_risk_counts, format_rows
+from skillmeat_pipeline.cli.stores import (
+    SYNC,
+    dagster_instance,
+    missing_catalog,
+    no_catalog_message,
+)
 from skillmeat_pipeline.lib.catalog.source_set import SourceSet, source_set
 from skillmeat_pipeline.lib.catalog.store import (
-    DEFAULT_INDEX_URL,
-    INDEX_URL_ENV,
     Catalog,
     MarketplaceSourceResponse,
-    normalize_url,
 )
 from skillmeat_pipeline.lib.core.addresses import (
     AddressPolicy,
@@ -46,8 +47,6 @@ from skillmeat_pipeline.lib.core.sources_file import (
 )
 from skillmeat_pipeline.lib.core.untrusted import printable
 
-SYNC = "skillmeat-pipeline sources sync"
-
 
 @click.group()
 def sources() -> None:
@@ -59,16 +58,6 @@ def sources() -> None:
       skillmeat-pipeline sources sync
       skillmeat-pipeline sources list --json
     """
-
-
-def _missing_catalog() -> Path | None:
-    """The file of a SQLite catalog that does not exist yet (opening it would create it)."""
-    url = normalize_url(os.environ.get(INDEX_URL_ENV) or DEFAULT_INDEX_URL)
-    database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return None
-    path = Path(database)
-    return None if path.exists() else path
 
 
 def _written(path: Path, edit: SourcesEdit, done: str) -> None:
@@ -174,7 +163,7 @@ def sources_sync(dry_run: bool, as_json: bool) -> None:
     except SourcesFileError as exc:
         fail(str(exc))
     with dagster_instance() as instance:
-        if dry_run and _missing_catalog() is not None:
+        if dry_run and missing_catalog() is not None:
             # no catalog yet: no marketplace was indexed, so no plugin source
             wanted = SourceSet(tuple(configured))
             added, removed = planned_partition_changes(instance, wanted)
@@ -363,13 +352,10 @@ def sources_list(as_json: bool) -> None:
     Example:
       skillmeat-pipeline sources list --json
     """
-    missing = _missing_catalog()
+    missing = missing_catalog()
     if missing is not None:
         # opening it would create an empty catalog where the user may have a typo
-        message = (
-            f"no catalog at {missing}: run `{SYNC}`, then index the sources (or set "
-            f"{INDEX_URL_ENV} to the catalog's URL)"
-        )
+        message = no_catalog_message(missing)
         click.echo("[]" if as_json else message)
         if as_json:
             click.echo(message, err=True)

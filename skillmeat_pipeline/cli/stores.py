@@ -1,4 +1,5 @@
-"""The Dagster instance of DAGSTER_HOME, or one line saying what to set."""
+"""What the commands open: the Dagster instance of DAGSTER_HOME and the catalog of
+SKILLMEAT_INDEX_URL, or one line saying what to set."""
 
 import logging
 import os
@@ -8,6 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skillmeat_pipeline.cli.output import fail
+from skillmeat_pipeline.lib.catalog.store import (
+    DEFAULT_INDEX_URL,
+    INDEX_URL_ENV,
+    Catalog,
+    normalize_url,
+)
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -52,3 +59,38 @@ def dagster_instance() -> Iterator["dg.DagsterInstance"]:
             yield instance
     finally:
         dagster_logger.removeFilter(quiet)
+
+
+SYNC = "skillmeat-pipeline sources sync"
+
+
+def missing_catalog() -> Path | None:
+    """The file of a SQLite catalog that does not exist yet (opening it would create it)."""
+    url = normalize_url(os.environ.get(INDEX_URL_ENV) or DEFAULT_INDEX_URL)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
+def no_catalog_message(path: Path) -> str:
+    return (
+        f"no catalog at {path}: run `{SYNC}`, then index the sources (or set "
+        f"{INDEX_URL_ENV} to the catalog's URL)"
+    )
+
+
+@contextmanager
+def existing_catalog() -> Iterator[Catalog]:
+    """The catalog, migrated; exits 2 with one line when its SQLite file does not exist, as
+    opening it would create an empty catalog where the user may have mistyped the URL."""
+    missing = missing_catalog()
+    if missing is not None:
+        fail(no_catalog_message(missing))
+    catalog = Catalog.from_env()
+    try:
+        catalog.migrate()
+        yield catalog
+    finally:
+        catalog.dispose()
