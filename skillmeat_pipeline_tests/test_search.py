@@ -367,6 +367,9 @@ def test_the_cli_search_errors_suggests_and_keeps_one_line_per_hit(
     assert found.exit_code == 0
     [row] = found.stdout.splitlines()[1:]
     assert row.endswith("Extracts tables from PDF files fast")
+    # words after the first, `-word` included, are the query's: no quotes and no `--` needed
+    assert run("tables", "-invoices").stdout == found.stdout
+    assert run("tables", "-pdf").stdout.startswith("no results for 'tables -pdf'")
     missing = run("pdff")
     assert (missing.exit_code, missing.stdout) == (0, "no results for 'pdff'; did you mean: pdf?\n")
     for args, message in [

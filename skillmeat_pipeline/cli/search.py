@@ -12,8 +12,9 @@ from skillmeat_pipeline.lib.core.findings import SEVERITIES, Severity
 from skillmeat_pipeline.lib.core.untrusted import printable
 
 
-@click.command()
-@click.argument("query")
+# `search pdf -form` reads `-form` as part of the query, not as an unknown option
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="QUERY...")
 @click.option(
     "--type",
     "artifact_type",
@@ -38,7 +39,7 @@ from skillmeat_pipeline.lib.core.untrusted import printable
 @click.option("--min-quality", type=click.IntRange(0, 100), help="Only quality at least this.")
 @click.option("--by-quality", is_flag=True, help="Best quality first, then best match.")
 def search(
-    query: str,
+    words: tuple[str, ...],
     artifact_type: str | None,
     source_key: str | None,
     max_risk: str | None,
@@ -60,7 +61,9 @@ def search(
       skillmeat-pipeline search "pull request review" --type agent
       skillmeat-pipeline search 'pdf -form source:anthropics/skills' --json
       skillmeat-pipeline search "type:hooks format or lint" --max-risk low
+      skillmeat-pipeline search pdf -form          # no quotes or -- needed for -word
     """
+    query = " ".join(words)
     with existing_catalog() as catalog:
         try:
             hits = search_catalog(
