@@ -376,6 +376,7 @@ def test_the_cli_search_errors_suggests_and_keeps_one_line_per_hit(
         ([""], "error: empty query"),
         (["--", "-tables"], "only excludes"),
         (["tables", "--limit", "0"], "--limit"),
+        (["tables", "--limt", "5"], "no such option: --limt"),
     ]:
         failed = run(*args)
         assert failed.exit_code == 2, args

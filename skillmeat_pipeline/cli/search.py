@@ -63,6 +63,9 @@ def search(
       skillmeat-pipeline search "type:hooks format or lint" --max-risk low
       skillmeat-pipeline search pdf -form          # no quotes or -- needed for -word
     """
+    mistyped = [word for word in words if word.startswith("--")]
+    if mistyped:
+        fail(f"no such option: {mistyped[0]} (a query word starts with one dash at most)")
     query = " ".join(words)
     with existing_catalog() as catalog:
         try:
