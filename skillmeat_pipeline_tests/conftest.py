@@ -82,3 +82,12 @@ def corpus_bare_repo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str]
         return cache[name]
 
     return clone
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty DAGSTER_HOME of the test's own, as a user's `export DAGSTER_HOME=…`."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home

@@ -22,14 +22,6 @@ def backend() -> str:
     return "sqlite"
 
 
-@pytest.fixture
-def dagster_home(tmp_path: Path, monkeypatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
 @pytest.mark.usefixtures("dagster_home")
 def test_sync_list_materialize_search(pipeline: Pipeline):
     pipeline.sources_path.write_text(

@@ -52,14 +52,6 @@ def backend() -> str:
 
 
 @pytest.fixture
-def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
-@pytest.fixture
 def clone_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The temp dir clones go to, private to the test, so leftovers can be counted."""
     path = tmp_path / "clones"
