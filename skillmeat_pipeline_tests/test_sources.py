@@ -93,3 +93,38 @@ def test_path_from_environment(tmp_path: Path, monkeypatch):
     path.write_text("sources:\n  - github: a/b\n")
     monkeypatch.setenv("SKILLMEAT_SOURCES_FILE", str(path))
     assert [s.key for s in load_sources()] == ["a/b"]
+
+
+def test_aliases_that_expand_exponentially_are_refused_before_they_are_read():
+    levels = ["lol0: &lol0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, 10):  # 10**10 values once expanded
+        refs = ", ".join([f"*lol{level - 1}"] * 10)
+        levels.append(f"lol{level}: &lol{level} [{refs}]")
+    text = "defaults:\n" + "".join(f"  {line}\n" for line in levels)
+    text += "sources:\n  - github: a/b\n    exclude: *lol9\n"
+    with pytest.raises(SourcesFileError, match=r"aliases \(`\*name`\) expand to more than"):
+        parse_sources(text)
+
+
+def test_a_merge_key_of_shared_defaults_stays_allowed():
+    text = (
+        "sources:\n"
+        "  - &defaults {github: a/one, ref: main, exclude: ['docs/**']}\n"
+        "  - <<: *defaults\n    github: a/two\n"
+    )
+    assert [(s.key, s.ref, s.exclude) for s in parse_sources(text)] == [
+        ("a/one", "main", ["docs/**"]),
+        ("a/two", "main", ["docs/**"]),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sources: " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+        ("sources: []\n" + "# padding\n" * 900_000, "more than a sources file may hold"),
+    ],
+)
+def test_a_file_too_deep_or_too_large_is_one_clear_error(text, message):
+    with pytest.raises(SourcesFileError, match=message):
+        parse_sources(text)

@@ -170,6 +170,11 @@ class SourceEntries:
         return self.valid
 
 
+# bounds on a file anyone may have written: 10,000 sources take about 1 MB
+MAX_SOURCES_FILE_CHARS = 8 * 1024 * 1024
+MAX_EXPANDED_NODES = 1_000_000
+
+
 class _RepeatedKey(yaml.YAMLError):
     pass
 
@@ -209,8 +214,28 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return str(exc)
 
 
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes `node` stands for once every alias is expanded (shared nodes counted each
+    time they are referred to), computed once per distinct node."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size
+    return size
+
+
 def _load_yaml(text: str, origin: str) -> tuple[Any, list[int]]:
     """The document and the line of each entry of its `sources` list."""
+    if len(text) > MAX_SOURCES_FILE_CHARS:
+        raise SourcesFileError(
+            f"{origin}: {len(text):,} characters, more than a sources file may hold "
+            f"({MAX_SOURCES_FILE_CHARS:,}); split it or remove what is not a source"
+        )
     loader = _StrictLoader(text)
     try:
         node = loader.get_single_node()
@@ -219,7 +244,15 @@ def _load_yaml(text: str, origin: str) -> tuple[Any, list[int]]:
                 f"{origin}: the file is empty or holds only comments, so it lists no source; "
                 "nothing was changed (a file that really lists none says `sources: []`)"
             )
+        # aliases of aliases grow exponentially when read (a "billion laughs")
+        if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise SourcesFileError(
+                f"{origin}: its aliases (`*name`) expand to more than {MAX_EXPANDED_NODES:,} "
+                "values; write the sources out instead"
+            )
         data = loader.construct_document(node)
+    except RecursionError:
+        raise SourcesFileError(f"{origin}: nested too deeply to be a sources file") from None
     except _RepeatedKey as exc:
         raise SourcesFileError(f"{origin}: {exc}") from None
     except yaml.YAMLError as exc:
