@@ -376,7 +376,7 @@ def scratch_postgres(admin_url: str) -> Iterator[str]:
 
     import sqlalchemy as sa
 
-    from skillmeat_pipeline.lib.catalog.store import normalize_url
+    from skillmeat_pipeline.lib.catalog.engine import normalize_url
 
     admin = sa.create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
     name = f"bench_backfill_{uuid.uuid4().hex[:12]}"

@@ -31,9 +31,11 @@ import pygit2
 import sqlalchemy as sa
 
 from skillmeat_pipeline.lib.catalog.duplicates import refresh_duplicates
+from skillmeat_pipeline.lib.catalog.engine import normalize_url
 from skillmeat_pipeline.lib.catalog.export import write_export
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries, normalize_url
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.catalog.summary import quality_band
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.sources import SourceConfig

@@ -21,8 +21,9 @@ import dagster as dg
 from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN
 from skillmeat_pipeline.defs.index.checks import INDEX_ASSET_KEY
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources, sync_sources
+from skillmeat_pipeline.lib.catalog.records import SourceRecord
 from skillmeat_pipeline.lib.catalog.source_set import SourceSet
-from skillmeat_pipeline.lib.catalog.store import Catalog, SourceRecord
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.models import SourceStatus
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 

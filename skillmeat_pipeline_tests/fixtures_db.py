@@ -18,7 +18,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries, normalize_url, sources
+from skillmeat_pipeline.lib.catalog.engine import normalize_url
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries, sources
 
 POSTGRES_URL_ENV = "SKILLMEAT_TEST_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

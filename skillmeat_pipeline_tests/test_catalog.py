@@ -19,20 +19,22 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 
-from skillmeat_pipeline.lib.catalog.migrations import SCRIPT_LOCATION, VERSION_TABLE
-from skillmeat_pipeline.lib.catalog.search import search_catalog
-from skillmeat_pipeline.lib.catalog.store import (
-    Catalog,
+from skillmeat_pipeline.lib.catalog.errors import (
     SourceRemovedError,
-    SourceStatus,
     StaleHeadError,
     UnknownSourceError,
-    WriteResult,
-    catalog_entries,
-    metadata,
-    sources,
 )
-from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, CatalogEntry
+from skillmeat_pipeline.lib.catalog.migrations import SCRIPT_LOCATION, VERSION_TABLE
+from skillmeat_pipeline.lib.catalog.records import WriteResult
+from skillmeat_pipeline.lib.catalog.search import search_catalog
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries, metadata, sources
+from skillmeat_pipeline.lib.core.models import (
+    ArtifactStatus,
+    ArtifactType,
+    CatalogEntry,
+    SourceStatus,
+)
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.core.strategy import CloneTarget, Strategy, common_root
 

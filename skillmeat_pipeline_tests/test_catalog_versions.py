@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, ScanSupersededError
+from skillmeat_pipeline.lib.catalog.errors import ScanSupersededError
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline_tests.test_catalog import (
     BACKENDS,
     HEAD,

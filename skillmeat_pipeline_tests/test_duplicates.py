@@ -17,7 +17,8 @@ from skillmeat_pipeline.lib.catalog.duplicates import (
     refresh_duplicates,
 )
 from skillmeat_pipeline.lib.catalog.search import search_catalog
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries
 from skillmeat_pipeline.lib.core.models import ArtifactType
 from skillmeat_pipeline_tests.test_catalog import (
     BACKENDS,

@@ -14,8 +14,8 @@ from skillmeat_pipeline.defs.automation.sensors import head_queries
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources, sync_sources
 from skillmeat_pipeline.defs.resources import HeadPollingResource, SourcesFileResource
 from skillmeat_pipeline.lib.catalog.search import search_catalog
-from skillmeat_pipeline.lib.catalog.store import Catalog, SourceStatus
-from skillmeat_pipeline.lib.core.models import ArtifactType
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.core.models import ArtifactType, SourceStatus
 from skillmeat_pipeline.lib.core.sources import load_sources
 from skillmeat_pipeline.testing import sample_marketplace as sample
 from skillmeat_pipeline.testing.git_server import GitHttpServer

@@ -24,7 +24,8 @@ from skillmeat_pipeline.lib.catalog.query import (
     stem,
 )
 from skillmeat_pipeline.lib.catalog.search import SearchHit, search_catalog, suggest_words
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries
 from skillmeat_pipeline.lib.core.detection import detect_artifacts
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.models import ArtifactType, CatalogEntry

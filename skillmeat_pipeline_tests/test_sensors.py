@@ -29,7 +29,8 @@ from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_in
 from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, BATCH_OP_NAME
 from skillmeat_pipeline.defs.index.partitions import sync_sources
 from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
-from skillmeat_pipeline.lib.catalog.store import Catalog, sources
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import sources
 from skillmeat_pipeline.lib.core.secrets import Secret
 from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
 from skillmeat_pipeline.lib.fetch.git.heads import (

@@ -23,7 +23,8 @@ import pytest
 from skillmeat_pipeline.defs.automation.sensors import push_events_sensor
 from skillmeat_pipeline.defs.index.jobs import BATCH_OP_NAME
 from skillmeat_pipeline.defs.resources import CatalogResource
-from skillmeat_pipeline.lib.catalog.store import Catalog, push_events
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import push_events
 from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.services.webhooks import WebhookReceiver, WebhookServer, signature
 

@@ -16,11 +16,9 @@ from skillmeat_pipeline.cli.stores import (
     missing_catalog,
     no_catalog_message,
 )
+from skillmeat_pipeline.lib.catalog.records import MarketplaceSourceResponse
 from skillmeat_pipeline.lib.catalog.source_set import SourceSet, source_set
-from skillmeat_pipeline.lib.catalog.store import (
-    Catalog,
-    MarketplaceSourceResponse,
-)
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.addresses import (
     AddressPolicy,
     IPAddress,

@@ -9,12 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skillmeat_pipeline.cli.output import fail
-from skillmeat_pipeline.lib.catalog.store import (
-    DEFAULT_INDEX_URL,
-    INDEX_URL_ENV,
-    Catalog,
-    normalize_url,
-)
+from skillmeat_pipeline.lib.catalog.engine import DEFAULT_INDEX_URL, INDEX_URL_ENV, normalize_url
+from skillmeat_pipeline.lib.catalog.store import Catalog
 
 if TYPE_CHECKING:
     import dagster as dg

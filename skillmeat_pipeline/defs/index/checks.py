@@ -6,7 +6,8 @@ from typing import Any
 import dagster as dg
 
 from skillmeat_pipeline.defs.index.partitions import marketplace_sources
-from skillmeat_pipeline.lib.catalog.store import Catalog, SourceFinding
+from skillmeat_pipeline.lib.catalog.records import SourceFinding
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.findings import RiskCounts, Severity
 from skillmeat_pipeline.lib.core.untrusted import printable
 from skillmeat_pipeline.lib.fetch.github.client import DEFAULT_CALL_BUDGET

@@ -22,7 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries, sources
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries, sources
 from skillmeat_pipeline.lib.core.models import ArtifactStatus
 
 EXPORT_SCHEMA_VERSION = 1

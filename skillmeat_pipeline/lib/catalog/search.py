@@ -31,7 +31,8 @@ from skillmeat_pipeline.lib.catalog.query import (
     tokens,
     words,
 )
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries, sources
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries, sources
 from skillmeat_pipeline.lib.core.findings import Finding, Severity
 from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType
 

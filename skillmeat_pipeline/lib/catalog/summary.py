@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, catalog_entries, sources
+from skillmeat_pipeline.lib.catalog.store import Catalog
+from skillmeat_pipeline.lib.catalog.tables import catalog_entries, sources
 from skillmeat_pipeline.lib.core.models import ArtifactStatus, ArtifactType, SourceStatus
 
 # Quality bands (README "Quality rubric"): lower bound of each, best first.

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from skillmeat_pipeline.lib.catalog.store import (
-    Catalog,
+from skillmeat_pipeline.lib.catalog.errors import (
     ScanSupersededError,
-    SourceRecord,
     StaleHeadError,
     UnknownSourceError,
 )
+from skillmeat_pipeline.lib.catalog.records import SourceRecord
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.core.detection import (
     DEFAULT_IGNORED_SEGMENTS,
     detect_artifacts,

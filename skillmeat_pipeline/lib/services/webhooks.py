@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from skillmeat_pipeline.lib.catalog.store import Catalog, SourceLocation
+from skillmeat_pipeline.lib.catalog.records import SourceLocation
+from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.services.http import (
     BackgroundHTTPServer,
     BoundedRequestHandler,
