@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -166,6 +167,24 @@ def run_together(works: list[Callable[[], Any]]) -> list[Any]:
     return [outcome["result"] for outcome in outcomes]
 
 
+def hold_thread_before(
+    catalog: Catalog, thread: str, statement_start: str, *, until: threading.Event, why: str
+) -> threading.Event:
+    """Make the thread named `thread` wait before its statement starting with `statement_start`
+    (inside its transaction) until `until` is set, failing with `why` after WAIT; the returned
+    event is set once it waits there."""
+    holding = threading.Event()
+
+    @event.listens_for(catalog.engine, "before_cursor_execute")
+    def hold(_conn, _cursor, statement, _parameters, _context, _executemany):
+        if threading.current_thread().name == thread and statement.startswith(statement_start):
+            holding.set()
+            if not until.wait(WAIT):
+                raise AssertionError(why)
+
+    return holding
+
+
 def run_first_then_second(
     catalog: Catalog,
     first: Callable[[], Any],
@@ -318,17 +337,33 @@ def upgrade_to(catalog: Catalog, revision: str) -> None:
         command.upgrade(config, revision)
 
 
+@contextmanager
+def catalog_at_revision(
+    url: str, revision: str, entries: list[CatalogEntry], commit: str = "c1"
+) -> Iterator[Catalog]:
+    """A catalog at schema `revision` holding one scan of `entries` as that revision stored it,
+    with a row for each of their sources; disposed on exit. The test migrates it."""
+    catalog = Catalog.from_url(url)
+    try:
+        upgrade_to(catalog, revision)
+        for key in sorted({e.source_key for e in entries}):
+            insert_source_row(catalog, key)
+        write_as_stored_then(catalog, entries, commit)
+        yield catalog
+    finally:
+        catalog.dispose()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_type_joins_the_entry_key_without_losing_rows(
     backend: str, empty_database: Callable
 ) -> None:
-    with empty_database(backend) as url:
-        catalog = Catalog.from_url(url)
-        upgrade_to(catalog, "0003")  # the key was (source_key, path)
-        insert_source_row(catalog, SOURCE)
-        pdf = entry("skills/pdf", description="Extracts tables from PDF files")
-        write_as_stored_then(catalog, [pdf, entry("skills/xlsx")], "c1")
-
+    pdf = entry("skills/pdf", description="Extracts tables from PDF files")
+    with (
+        empty_database(backend) as url,
+        # the key was (source_key, path)
+        catalog_at_revision(url, "0003", [pdf, entry("skills/xlsx")]) as catalog,
+    ):
         catalog.migrate()
 
         assert schema_revision(catalog) == HEAD
@@ -343,7 +378,6 @@ def test_the_type_joins_the_entry_key_without_losing_rows(
             ArtifactType.PLUGIN
         ]
         assert schema_differences(catalog) == []
-        catalog.dispose()
 
 
 def test_a_folder_that_is_a_skill_and_a_plugin_is_two_entries(catalog: Catalog) -> None:
@@ -759,14 +793,10 @@ def test_writes_to_one_source_never_interleave(catalog: Catalog) -> None:
 def test_reads_do_not_wait_for_a_write(catalog: Catalog) -> None:
     catalog.upsert_sources([config(SOURCE)])
     scan(catalog, [entry("skills/a", description="gondola")], "c1")
-    writing, reads_done = threading.Event(), threading.Event()
-
-    @event.listens_for(catalog.engine, "before_cursor_execute")
-    def hold_writer(_conn, _cursor, statement, _parameters, _context, _executemany):
-        if threading.current_thread().name == "writer" and statement.startswith("UPDATE sources"):
-            writing.set()
-            if not reads_done.wait(WAIT):
-                raise AssertionError("reads waited for the write")
+    reads_done = threading.Event()
+    writing = hold_thread_before(
+        catalog, "writer", "UPDATE sources", until=reads_done, why="reads waited for the write"
+    )
 
     writer, outcome = start(
         "writer", lambda: scan(catalog, [entry("skills/b", description="zeppelin")], "c2")
@@ -808,14 +838,14 @@ def test_postgres_writes_to_different_sources_do_not_wait_for_each_other(
 ) -> None:
     catalog = postgres_catalog
     catalog.upsert_sources([config(SOURCE), config(OTHER)])
-    first_is_writing, other_is_done = threading.Event(), threading.Event()
-
-    @event.listens_for(catalog.engine, "before_cursor_execute")
-    def hold_first(_conn, _cursor, statement, _parameters, _context, _executemany):
-        if threading.current_thread().name == "first" and statement.startswith("UPDATE sources"):
-            first_is_writing.set()
-            if not other_is_done.wait(WAIT):
-                raise AssertionError("the other source's write waited for this one")
+    other_is_done = threading.Event()
+    first_is_writing = hold_thread_before(
+        catalog,
+        "first",
+        "UPDATE sources",
+        until=other_is_done,
+        why="the other source's write waited for this one",
+    )
 
     first, outcome = start("first", lambda: scan(catalog, [entry("skills/a")], "c1"))
     assert first_is_writing.wait(WAIT)
@@ -838,12 +868,8 @@ def test_upgrading_to_plugin_sources_keeps_rows_as_file_sources(
 ) -> None:
     from skillmeat_pipeline.lib.core.plugin_sources import PluginSourceConfig
 
-    with empty_database(backend) as url:
-        catalog = Catalog.from_url(url)
-        upgrade_to(catalog, "0004")
-        insert_source_row(catalog, SOURCE)
-        write_as_stored_then(catalog, [entry("skills/pdf", description="Extracts tables")], "c1")
-
+    pdf = entry("skills/pdf", description="Extracts tables")
+    with empty_database(backend) as url, catalog_at_revision(url, "0004", [pdf]) as catalog:
         catalog.migrate()
 
         assert schema_revision(catalog) == HEAD
@@ -871,7 +897,6 @@ def test_upgrading_to_plugin_sources_keeps_rows_as_file_sources(
             "b" * 40,
         )
         assert schema_differences(catalog) == []
-        catalog.dispose()
 
 
 def test_skipped_entries_are_rows_with_their_reason_until_fetchable(catalog: Catalog) -> None:

@@ -14,14 +14,12 @@ from skillmeat_pipeline_tests.test_catalog import (
     HEAD,
     SOURCE,
     T0,
+    catalog_at_revision,
     clone_target,
     config,
     entry,
-    insert_source_row,
     schema_differences,
     schema_revision,
-    upgrade_to,
-    write_as_stored_then,
 )
 
 
@@ -29,12 +27,8 @@ from skillmeat_pipeline_tests.test_catalog import (
 def test_upgrading_a_0004_catalog_keeps_its_rows_at_version_zero(
     backend: str, empty_database: Callable
 ) -> None:
-    with empty_database(backend) as url:
-        catalog = Catalog.from_url(url)
-        upgrade_to(catalog, "0004")
-        insert_source_row(catalog, SOURCE)
-        write_as_stored_then(catalog, [entry("skills/pdf"), entry("skills/xlsx")], "c1")
-
+    entries = [entry("skills/pdf"), entry("skills/xlsx")]
+    with empty_database(backend) as url, catalog_at_revision(url, "0004", entries) as catalog:
         catalog.migrate()
 
         assert schema_revision(catalog) == HEAD
@@ -45,7 +39,6 @@ def test_upgrading_a_0004_catalog_keeps_its_rows_at_version_zero(
         # 0007 forgets every indexed commit, so each source is read once more for its findings
         assert record.last_indexed_commit_sha is None
         assert [e.path for e in catalog.entries(SOURCE)] == ["skills/pdf", "skills/xlsx"]
-        catalog.dispose()
 
 
 def write(catalog: Catalog, commit: str, expected: int | None, **kwargs: object) -> None:
