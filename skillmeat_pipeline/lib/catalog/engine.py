@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +64,12 @@ def _enable_wal(cursor: sqlite3.Cursor) -> None:
 def _sqlite_on_begin(connection: Connection) -> None:
     writing = connection.get_execution_options().get(_WRITE_OPTION, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+def key_slices(keys: Sequence[str]) -> Iterator[Sequence[str]]:
+    """`keys` in slices of 500: SQLite allows a limited number of bound parameters per statement."""
+    for start in range(0, len(keys), 500):
+        yield keys[start : start + 500]
 
 
 def utc_now() -> datetime:

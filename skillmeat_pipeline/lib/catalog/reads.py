@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from skillmeat_pipeline.lib.catalog.engine import CatalogEngine
+from skillmeat_pipeline.lib.catalog.engine import CatalogEngine, key_slices
 from skillmeat_pipeline.lib.catalog.records import (
     MarketplaceSourceResponse,
     SourceFinding,
@@ -39,37 +39,20 @@ class CatalogReads(CatalogEngine):
 
     def indexed_commits(self, keys: Sequence[str]) -> dict[str, str | None]:
         """The last indexed commit of each of `keys` (None: never indexed, removed or unknown)."""
-        wanted = sorted(set(keys))
-        found: dict[str, str | None] = dict.fromkeys(wanted)
-        with self.engine.connect() as conn:
-            # in slices: SQLite allows a limited number of bound parameters per statement
-            for start in range(0, len(wanted), 500):
-                rows = conn.execute(
-                    sa.select(sources.c.key, sources.c.last_indexed_commit_sha).where(
-                        sources.c.key.in_(wanted[start : start + 500]),
-                        sources.c.removed_at.is_(None),
-                    )
-                )
-                found.update({row.key: row.last_indexed_commit_sha for row in rows})
+        found: dict[str, str | None] = dict.fromkeys(sorted(set(keys)))
+        found.update(self._live_sources_column(sources.c.last_indexed_commit_sha, keys))
         return found
 
     def marketplace_records(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The stored marketplace records of those of `keys` that are live sources from the file
         and whose last good scan found a marketplace file."""
-        wanted = sorted(set(keys))
-        found: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
-            for start in range(0, len(wanted), 500):
-                rows = conn.execute(
-                    sa.select(sources.c.key, sources.c.marketplace).where(
-                        sources.c.key.in_(wanted[start : start + 500]),
-                        sources.c.removed_at.is_(None),
-                        sources.c.origin == SourceOrigin.FILE,
-                        sources.c.marketplace.is_not(None),
-                    )
-                )
-                found.update({row.key: row.marketplace for row in rows if row.marketplace})
-        return found
+        records = self._live_sources_column(
+            sources.c.marketplace,
+            keys,
+            sources.c.origin == SourceOrigin.FILE,
+            sources.c.marketplace.is_not(None),
+        )
+        return {key: record for key, record in records.items() if record}
 
     def source_locations(self) -> list[SourceLocation]:
         """Where every source that is not removed lives (key, url, github, ref), by key."""
@@ -122,13 +105,12 @@ class CatalogReads(CatalogEngine):
             .group_by(catalog_entries.c.source_key, risk)
         )
         wanted = sorted(set(keys)) if keys is not None else None
-        # in slices: SQLite allows a limited number of bound parameters per statement
         slices = (
             [query]
             if wanted is None
             else [
-                query.where(catalog_entries.c.source_key.in_(wanted[start : start + 500]))
-                for start in range(0, len(wanted), 500)
+                query.where(catalog_entries.c.source_key.in_(keys_slice))
+                for keys_slice in key_slices(wanted)
             ]
         )
         counts: dict[str, dict[str, int]] = {key: {} for key in wanted or ()}
@@ -181,6 +163,21 @@ class CatalogReads(CatalogEngine):
             )
         )
         return found if limit is None else found[:limit]
+
+    def _live_sources_column(
+        self, column: sa.Column[Any], keys: Sequence[str], *where: sa.ColumnElement[bool]
+    ) -> dict[str, Any]:
+        """`column` of each source of `keys` that is not removed and meets `where`, by key."""
+        found: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for keys_slice in key_slices(sorted(set(keys))):
+                rows = conn.execute(
+                    sa.select(sources.c.key, column).where(
+                        sources.c.key.in_(keys_slice), sources.c.removed_at.is_(None), *where
+                    )
+                )
+                found.update({key: value for key, value in rows})
+        return found
 
 
 class _FindingsRow(BaseModel):

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from skillmeat_pipeline.lib.catalog.engine import CatalogEngine, utc_now
+from skillmeat_pipeline.lib.catalog.engine import CatalogEngine, key_slices, utc_now
 from skillmeat_pipeline.lib.catalog.records import SourceOrigin
 from skillmeat_pipeline.lib.catalog.tables import (
     MAX_ERROR_CHARS,
@@ -128,10 +128,10 @@ class SourceListWrites(CatalogEngine):
             self._advisory_lock(conn, _SOURCES_SYNC_LOCK_ID)
             keys = sorted(rows)
             stored: set[str] = set()
-            for start in range(0, len(keys), 500):
+            for keys_slice in key_slices(keys):
                 stored.update(
                     conn.execute(
-                        sa.select(sources.c.key).where(sources.c.key.in_(keys[start : start + 500]))
+                        sa.select(sources.c.key).where(sources.c.key.in_(keys_slice))
                     ).scalars()
                 )
             inserts = [{"key": key, **row} for key, row in rows.items() if key not in stored]
