@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from skillmeat_pipeline.cli import main
+from skillmeat_pipeline.lib.catalog import duplicates
 from skillmeat_pipeline.lib.catalog.duplicates import (
     Assignment,
     DuplicateRow,
@@ -84,6 +85,27 @@ def test_a_copy_changed_later_leaves_the_cluster(catalog: Catalog) -> None:
 
     assert clusters(catalog) == {SECOND: (None, 2), FIRST: (SECOND, 2), THIRD: (None, 1)}
     assert sorted(h.source_key for h in search_catalog(catalog, "pdf")) == [SECOND, THIRD]
+
+
+def test_a_row_a_scan_changes_while_clusters_are_computed_keeps_its_values(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    three_copies(catalog)
+    changed = entry(PDF, sha="tree-pdf-2", source=THIRD, description="Extract PDF tables")
+
+    def scan_between_read_and_write(rows: Any) -> Any:
+        assignments = assign_clusters(rows)
+        scan(catalog, [changed], "c9", source=THIRD, at=T0 + timedelta(days=1))
+        return assignments
+
+    monkeypatch.setattr(duplicates, "assign_clusters", scan_between_read_and_write)
+    refresh_duplicates(catalog)
+
+    # THIRD's row was read as a copy, then changed: it is not written until the next refresh
+    assert clusters(catalog) == {SECOND: (None, 3), FIRST: (SECOND, 3), THIRD: (None, None)}
+    monkeypatch.undo()
+    refresh_duplicates(catalog)
+    assert clusters(catalog) == {SECOND: (None, 2), FIRST: (SECOND, 2), THIRD: (None, 1)}
 
 
 def test_when_the_canonical_source_is_removed_the_canonical_copy_moves(catalog: Catalog) -> None:

@@ -9,13 +9,16 @@ row gets neither. Only rows whose values change are written.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
 
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.catalog.tables import catalog_entries, sources
@@ -139,16 +142,37 @@ def refresh_duplicates(catalog: Catalog) -> DuplicateStats:
             stored[row.id] = (row.duplicate_of, row.copies, row.content_sha, row.status)
     assignments = assign_clusters(rows)
     changes = [
-        {
-            "match_id": row_id,
-            "match_sha": stored[row_id][2],
-            "match_status": stored[row_id][3],
-            "new_duplicate_of": assignment.duplicate_of,
-            "new_copies": assignment.copies,
-        }
+        Change(row_id, stored[row_id][2], stored[row_id][3], assignment)
         for row_id, assignment in assignments.items()
         if (stored[row_id][0], stored[row_id][1]) != (assignment.duplicate_of, assignment.copies)
     ]
+    write = _update_each if catalog.dialect == "sqlite" else _update_from_arrays
+    for start in range(0, len(changes), _WRITE_CHUNK):
+        # short transactions: index runs writing at the same time wait at most one chunk
+        with catalog.begin_write() as conn:
+            write(conn, changes[start : start + _WRITE_CHUNK])
+    live, clusters, duplicates, largest = summarize(assignments)
+    return DuplicateStats(
+        live_rows=live,
+        clusters=clusters,
+        duplicate_rows=duplicates,
+        largest_cluster=largest,
+        rows_written=len(changes),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A new assignment for one row, written only while the row's content and status are as read."""
+
+    id: int
+    content_sha: str
+    status: str
+    assignment: Assignment
+
+
+def _update_each(conn: Connection, changes: Sequence[Change]) -> None:
+    """SQLite: one UPDATE a row (executemany), cheap in-process."""
     update = (
         sa.update(catalog_entries)
         .where(
@@ -163,15 +187,68 @@ def refresh_duplicates(catalog: Catalog) -> DuplicateStats:
             copies=sa.bindparam("new_copies", type_=sa.Integer()),
         )
     )
-    for start in range(0, len(changes), _WRITE_CHUNK):
-        # short transactions: index runs writing at the same time wait at most one chunk
-        with catalog.begin_write() as conn:
-            conn.execute(update, changes[start : start + _WRITE_CHUNK])
-    live, clusters, duplicates, largest = summarize(assignments)
-    return DuplicateStats(
-        live_rows=live,
-        clusters=clusters,
-        duplicate_rows=duplicates,
-        largest_cluster=largest,
-        rows_written=len(changes),
+    conn.execute(
+        update,
+        [
+            {
+                "match_id": change.id,
+                "match_sha": change.content_sha,
+                "match_status": change.status,
+                "new_duplicate_of": change.assignment.duplicate_of,
+                "new_copies": change.assignment.copies,
+            }
+            for change in changes
+        ],
     )
+
+
+def _update_from_arrays(conn: Connection, changes: Sequence[Change]) -> None:
+    """PostgreSQL: one `UPDATE ... FROM unnest(arrays)` for all `changes`. An executemany is one
+    round trip a row (100,000 rows: 27.5 s, against 5.6 s this way); five array parameters keep the
+    statement the same for every chunk, so SQLAlchemy compiles it once (a VALUES list would not)."""
+    conn.execute(
+        _UPDATE_FROM_ARRAYS,
+        {
+            "ids": [c.id for c in changes],
+            "shas": [c.content_sha for c in changes],
+            "statuses": [c.status for c in changes],
+            "duplicates_of": [
+                None if c.assignment.duplicate_of is None else json.dumps(c.assignment.duplicate_of)
+                for c in changes
+            ],
+            "copies": [c.assignment.copies for c in changes],
+        },
+    )
+
+
+def _array(name: str, item: sa.types.TypeEngine[Any]) -> sa.Cast[Any]:
+    # typed: psycopg2 sends a list as ARRAY[...], which is text[] when every item is NULL
+    return sa.cast(sa.bindparam(name), postgresql.ARRAY(item))
+
+
+_NEW = (
+    sa.func.unnest(
+        _array("ids", sa.BigInteger()),
+        _array("shas", sa.Text()),
+        _array("statuses", sa.Text()),
+        _array("duplicates_of", sa.Text()),  # JSON text, NULL for none
+        _array("copies", sa.Integer()),
+    )
+    .table_valued(
+        sa.column("id", sa.BigInteger()),
+        sa.column("content_sha", sa.Text()),
+        sa.column("status", sa.Text()),
+        sa.column("duplicate_of", sa.Text()),
+        sa.column("copies", sa.Integer()),
+    )
+    .render_derived(name="new", with_types=False)
+)
+_UPDATE_FROM_ARRAYS = (
+    sa.update(catalog_entries)
+    .where(
+        catalog_entries.c.id == _NEW.c.id,
+        catalog_entries.c.content_sha == _NEW.c.content_sha,
+        catalog_entries.c.status == _NEW.c.status,
+    )
+    .values(duplicate_of=sa.cast(_NEW.c.duplicate_of, postgresql.JSONB()), copies=_NEW.c.copies)
+)
