@@ -12,6 +12,7 @@ VARIABLE = re.compile(r"[\"'`]((?:SKILLMEAT|OTEL|DAGSTER|GITHUB|CLONE|MIN_CLONE)
 NOT_VARIABLES = {
     "SKILLMEAT_DEMO",  # the demo's marker file; the README's table says so
     "GITHUB_PERSONAL_ACCESS_TOKEN",  # a trust rule's example of a secret in an MCP config
+    "GITHUB_URLS",  # the Python mapping of the SKILLMEAT_GITHUB_*_URL variables
 }
 
 
