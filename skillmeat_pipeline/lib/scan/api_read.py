@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from skillmeat_pipeline.lib.core.detection import DEFAULT_IGNORED_SEGMENTS
 from skillmeat_pipeline.lib.core.extraction import extract_catalog_entries
 from skillmeat_pipeline.lib.core.files import BINARY_SUFFIXES, artifact_file_paths
 from skillmeat_pipeline.lib.core.models import (
@@ -22,6 +21,7 @@ from skillmeat_pipeline.lib.core.models import (
 )
 from skillmeat_pipeline.lib.core.retry import call_with_retries
 from skillmeat_pipeline.lib.core.strategy import Strategy
+from skillmeat_pipeline.lib.core.tree_view import DEFAULT_IGNORED_SEGMENTS
 from skillmeat_pipeline.lib.core.untrusted import TreeTooLargeError, screen_snapshot
 from skillmeat_pipeline.lib.fetch.github.archive import read_archive
 from skillmeat_pipeline.lib.fetch.github.errors import ApiError, RateLimited
