@@ -48,8 +48,10 @@ from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.fetch.git.clone import CloneSettings, clone_source
 from skillmeat_pipeline.lib.fetch.github.archive import ArchiveSettings, read_archive
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.api_read import read_over_api
 from skillmeat_pipeline.lib.scan.outcomes import Scanned
-from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, read_over_api, start_plan
+from skillmeat_pipeline.lib.scan.pipeline import start_plan
+from skillmeat_pipeline.lib.scan.settings import Fetchers, ScanSettings
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
 from skillmeat_pipeline.testing.sample_repos import SampleRepo, build_sample_repo

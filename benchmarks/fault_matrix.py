@@ -44,18 +44,12 @@ from skillmeat_pipeline.lib.fetch.git.clone import CloneSettings
 from skillmeat_pipeline.lib.fetch.git.pool import WORKER_POOL
 from skillmeat_pipeline.lib.fetch.git.sweep import CLONE_DIR_PREFIX, sweep_stale_clones
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.api_read import read_over_api as api_step
+from skillmeat_pipeline.lib.scan.cloning import clone as clone_step
 from skillmeat_pipeline.lib.scan.outcomes import SourceOutcome, SourcePlan
-from skillmeat_pipeline.lib.scan.pipeline import (
-    Fetchers,
-    ScanSettings,
-    resolve,
-    route,
-    scan_source,
-    start_plan,
-    write,
-)
-from skillmeat_pipeline.lib.scan.pipeline import clone as clone_step
-from skillmeat_pipeline.lib.scan.pipeline import read_over_api as api_step
+from skillmeat_pipeline.lib.scan.pipeline import resolve, route, scan_source, start_plan
+from skillmeat_pipeline.lib.scan.settings import Fetchers, ScanSettings
+from skillmeat_pipeline.lib.scan.write import write
 from skillmeat_pipeline.lib.services.webhooks import WebhookReceiver, WebhookServer
 from skillmeat_pipeline.testing.git_server import Fault, GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator

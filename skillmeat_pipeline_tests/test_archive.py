@@ -31,15 +31,11 @@ from skillmeat_pipeline.lib.fetch.github.archive import (
     read_archive,
 )
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
+from skillmeat_pipeline.lib.scan.api_read import read_over_api
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
-from skillmeat_pipeline.lib.scan.pipeline import (
-    Fetchers,
-    ScanSettings,
-    read_over_api,
-    scan_source,
-    start_plan,
-    write,
-)
+from skillmeat_pipeline.lib.scan.pipeline import scan_source, start_plan
+from skillmeat_pipeline.lib.scan.settings import Fetchers, ScanSettings
+from skillmeat_pipeline.lib.scan.write import write
 from skillmeat_pipeline.lib.trust import findings_for_files
 from skillmeat_pipeline.lib.trust.files import read_artifact_files
 from skillmeat_pipeline.testing.git_server import GitHttpServer, add_repository

@@ -13,7 +13,8 @@ from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.fetch.github.errors import ApiError
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned
-from skillmeat_pipeline.lib.scan.pipeline import Fetchers, scan_source
+from skillmeat_pipeline.lib.scan.pipeline import scan_source
+from skillmeat_pipeline.lib.scan.settings import Fetchers
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator
 from skillmeat_pipeline_tests.fixtures_github import make_repo
 

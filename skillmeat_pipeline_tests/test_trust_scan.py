@@ -38,7 +38,8 @@ from skillmeat_pipeline.lib.fetch.github.archive import ArchiveSettings
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.scan.artifacts import IndexedTree, index_tree
 from skillmeat_pipeline.lib.scan.outcomes import Scanned
-from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
+from skillmeat_pipeline.lib.scan.pipeline import scan_source
+from skillmeat_pipeline.lib.scan.settings import Fetchers, ScanSettings
 from skillmeat_pipeline.testing.git_server import GitHttpServer
 from skillmeat_pipeline.testing.github_emulator import GitHubEmulator, layout_bundle
 from skillmeat_pipeline_tests.conftest import corpus_dir

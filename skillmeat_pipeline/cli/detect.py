@@ -21,7 +21,8 @@ from skillmeat_pipeline.lib.fetch.git.tree import (
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.scan.artifacts import index_tree
 from skillmeat_pipeline.lib.scan.outcomes import Failed, Scanned, SourceOutcome
-from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings, scan_source
+from skillmeat_pipeline.lib.scan.pipeline import scan_source
+from skillmeat_pipeline.lib.scan.settings import Fetchers, ScanSettings
 
 
 def _preview_remote(source: SourceConfig, use_api: bool) -> SourceOutcome:

@@ -31,7 +31,7 @@ from skillmeat_pipeline.lib.fetch.git.heads import (
 from skillmeat_pipeline.lib.fetch.github.client import GitHubClient
 from skillmeat_pipeline.lib.observability.logs import configure_logging, set_log_context
 from skillmeat_pipeline.lib.observability.telemetry import Telemetry
-from skillmeat_pipeline.lib.scan.pipeline import Fetchers, ScanSettings
+from skillmeat_pipeline.lib.scan.settings import Fetchers, ScanSettings
 
 GITHUB_TOKEN = "GITHUB_TOKEN"
 GITHUB_TOKEN_DESCRIPTION = (

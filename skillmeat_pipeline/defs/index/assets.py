@@ -35,6 +35,8 @@ from skillmeat_pipeline.defs.resources import (
 )
 from skillmeat_pipeline.lib.catalog.source_set import source_set
 from skillmeat_pipeline.lib.core.sources import SourcesFileError
+from skillmeat_pipeline.lib.scan.api_read import read_over_api
+from skillmeat_pipeline.lib.scan.cloning import clone_batch
 from skillmeat_pipeline.lib.scan.outcomes import (
     Current,
     Failed,
@@ -42,16 +44,8 @@ from skillmeat_pipeline.lib.scan.outcomes import (
     SourceOutcome,
     SourcePlan,
 )
-from skillmeat_pipeline.lib.scan.pipeline import (
-    SharedHeadLookups,
-    Written,
-    clone_batch,
-    read_over_api,
-    resolve,
-    route,
-    start_plan,
-    write,
-)
+from skillmeat_pipeline.lib.scan.pipeline import SharedHeadLookups, resolve, route, start_plan
+from skillmeat_pipeline.lib.scan.write import Written, write
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The `skillmeat_pipeline` logger tree, shown in the Dagster run log while an op runs.
 
-Every fact is logged once, as a structured Python record, where it happens (mostly in
-`lib/scan/pipeline.py`; the ops log their own with `logger`). While an op runs, a handler copies the
+Every fact is logged once, as a structured Python record, where it happens (mostly in the steps of
+`lib/scan/`; the ops log their own with `logger`). While an op runs, a handler copies the
 tree's records into the run log, so a user sees them in the UI. When the instance captures the tree
 itself (`python_logs: managed_python_loggers: [skillmeat_pipeline]` in dagster.yaml), the handler is
 left out and nothing shows twice. `SKILLMEAT_LOG_FORMAT=json` prints the tree as JSON lines on

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from skillmeat_pipeline.lib.core.detection import score_confidence
+from skillmeat_pipeline.lib.core.confidence import score_confidence
 from skillmeat_pipeline.lib.core.files import artifact_file_paths, artifact_folder
 from skillmeat_pipeline.lib.core.manifests import (
     collect_deep_text,

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Any, Protocol
 
-from skillmeat_pipeline.lib.core.detection import DEFAULT_IGNORED_SEGMENTS
 from skillmeat_pipeline.lib.core.models import ArtifactType, TreeEntry, TreeSnapshot
+from skillmeat_pipeline.lib.core.tree_view import DEFAULT_IGNORED_SEGMENTS
 
 FOLDER_KINDS = frozenset({ArtifactType.SKILL, ArtifactType.PLUGIN})
 # Reading these only to find they are not text would cost a request each on the API path.

@@ -1,7 +1,7 @@
 """The span tree of one source's scan, built after the fact from its recorded phases (SPEC §7).
 
 A source's steps run in different ops and threads (possibly processes), so no live span can follow
-it. Instead lib/scan/pipeline.py records each step's wall-clock start and end (`Phase`) on the
+it. Instead each step of lib/scan/ records its wall-clock start and end (`Phase`) on the
 source's `ScanCost`, which travels with it from op to op, and `ScanTracer.emit` builds the whole
 tree when the rows are written, with explicit start and end times:
 
