@@ -66,6 +66,10 @@ OP_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
 
+# With SKILLMEAT_EXECUTOR=celery, dagster-celery sends a step to the Celery queue its op names
+# (default "dagster"), so clone and API workers are sized apart (README "More machines").
+CELERY_QUEUE_TAG = "dagster-celery/queue"
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -196,6 +200,7 @@ def select_strategies(context: dg.OpExecutionContext, fetchers: FetchersResource
         "fallback": dg.Out(list, is_required=False, description="GitHub sources the clone failed"),
     },
     pool="git_clone",
+    tags={CELERY_QUEUE_TAG: "clone"},
     retry_policy=OP_RETRY_POLICY,
 )
 def clone_and_extract(
@@ -224,7 +229,7 @@ def clone_and_extract(
         yield dg.Output(fallback, "fallback")
 
 
-@dg.op(pool="github_api", retry_policy=OP_RETRY_POLICY)
+@dg.op(pool="github_api", tags={CELERY_QUEUE_TAG: "api"}, retry_policy=OP_RETRY_POLICY)
 def fetch_from_api(
     context: dg.OpExecutionContext,
     catalog: CatalogResource,
