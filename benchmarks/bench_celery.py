@@ -6,7 +6,8 @@ a code server and the daemon, `skillmeat_pipeline.testing.deployment`) and one a
 corpus bundles served under N keys over git smart HTTP): first with the in-process executor, then
 with Celery and 1 worker, then with 2 workers (`dagster-celery worker start ... -q
 dagster,clone,api`, one process each, concurrency 1, on this machine: the workers share its 2
-cores). RabbitMQ: the machine's, a virtual host per pass.
+cores). RabbitMQ: the machine's, a virtual host per pass. The sources file takes one source per
+repository, so the Nth source is a symlink of its own to a corpus bundle's repository.
 
 Reported per pass: sources per minute (submission -> last run ended), and the per-source cost of
 Celery against in-process (the ratio of their wall times); for Celery, the step outputs that went
@@ -46,6 +47,7 @@ def step_outputs(storage: Path) -> str:
 
 def one_pass(label: str, args, urls, sources: list[dict], work: Path, workers: int) -> float:
     """A deployment, the backfill and its report; returns its wall time (s)."""
+    import dagster as dg
     import sqlalchemy as sa
 
     from skillmeat_pipeline.testing.dagster_private import submit_asset_backfill
@@ -98,6 +100,15 @@ def one_pass(label: str, args, urls, sources: list[dict], work: Path, workers: i
             f"sources/min; {len(result.runs)} runs ({', '.join(statuses)}); backfill "
             f"{result.status}"
         )
+        for record in result.runs:
+            run = record.dagster_run
+            print(
+                f"    run {run.run_id[:8]}: {run.tags.get('skillmeat/sources_indexed')} sources "
+                f"indexed, {run.tags.get('skillmeat/sources_failed')} failed"
+            )
+            for entry in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+                error = entry.dagster_event.event_specific_data.error
+                print(f"      {entry.step_key}: {error.message[:300] if error else entry.message}")
         if workers:
             print(f"    step outputs: {step_outputs(work / 'step-storage')}")
         return wall
@@ -128,8 +139,12 @@ def main() -> int:
             sources = []
             for i in range(args.sources):
                 slug = bundles[i % len(bundles)].replace("+", "/")
-                key = f"bench/{i:03d}-{slug.replace('/', '-')}"
-                sources.append({"key": key, "url": urls.url_for(slug)})
+                name = f"{i:03d}-{slug.replace('/', '-')}"
+                # one repository is one source: each key gets a path of its own (a symlink)
+                copy = work / "served" / "bench" / f"{name}.git"
+                copy.parent.mkdir(exist_ok=True)
+                copy.symlink_to(work / "served" / f"{slug}.git", target_is_directory=True)
+                sources.append({"key": f"bench/{name}", "url": urls.url_for(f"bench/{name}")})
             print(f"== asset backfill of {args.sources} sources through the daemon ==")
             base = one_pass("in-process", args, urls, sources, work / "in-process", 0)
             for n in args.workers:

@@ -91,13 +91,14 @@ class LocalDeployment:
 
     def stop_sensor(self, name: str) -> None:
         """`dagster sensor stop`: the daemon ticks it no more (it may be running by default)."""
-        done = subprocess.run(
-            [str(BIN / "dagster"), "sensor", "stop", "-w", str(self.workspace), name],
-            cwd=self.logs.parent,
-            capture_output=True,
-            text=True,
-            timeout=STARTUP_S,
-        )
+        command = [str(BIN / "dagster"), "sensor", "stop", "-w", str(self.workspace), name]
+        for _attempt in range(2):
+            done = subprocess.run(
+                command, cwd=self.logs.parent, capture_output=True, text=True, timeout=STARTUP_S
+            )
+            # the daemon stored the sensor's state between the command's read and its write
+            if "is already present in storage" not in done.stderr + done.stdout:
+                break
         if done.returncode != 0:
             raise RuntimeError(f"dagster sensor stop {name} failed:\n{done.stdout}\n{done.stderr}")
 
