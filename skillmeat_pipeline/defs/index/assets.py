@@ -4,7 +4,7 @@ resolve_heads -> select_strategies -> clone_and_extract (pool git_clone)
                                    -> fetch_from_api (pool github_api, also the clone fallback)
 -> write_index_rows (fan-in of every branch).
 
-Each op runs one step of `lib/scan/pipeline.py` over its batch (sources in parallel up to a bound)
+Each op runs one step of `lib/scan/` over its batch (sources in parallel up to a bound)
 and only splits the outcomes into its outputs. One bad source never fails the others: the last op
 yields one materialization (with its own metadata) per source that succeeded, then fails the run
 naming the sources that did not, so exactly those partitions show as failed.
@@ -59,6 +59,10 @@ SOURCES_PER_RUN = 50
 OP_RETRY_POLICY = dg.RetryPolicy(
     max_retries=2, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+
+# With SKILLMEAT_EXECUTOR=celery, dagster-celery sends a step to the Celery queue its op names
+# (default "dagster"), so clone and API workers are sized apart (README "More machines").
+CELERY_QUEUE_TAG = "dagster-celery/queue"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -190,6 +194,7 @@ def select_strategies(context: dg.OpExecutionContext, fetchers: FetchersResource
         "fallback": dg.Out(list, is_required=False, description="GitHub sources the clone failed"),
     },
     pool="git_clone",
+    tags={CELERY_QUEUE_TAG: "clone"},
     retry_policy=OP_RETRY_POLICY,
 )
 def clone_and_extract(
@@ -218,7 +223,7 @@ def clone_and_extract(
         yield dg.Output(fallback, "fallback")
 
 
-@dg.op(pool="github_api", retry_policy=OP_RETRY_POLICY)
+@dg.op(pool="github_api", tags={CELERY_QUEUE_TAG: "api"}, retry_policy=OP_RETRY_POLICY)
 def fetch_from_api(
     context: dg.OpExecutionContext,
     catalog: CatalogResource,
