@@ -1,5 +1,6 @@
-# One image for the code server (default command), the webserver, the daemon and the webhook
-# receiver; README.md "Deployment" shows each command.
+# One image for the code server (default command), the webserver, the daemon, the webhook
+# receiver and the Celery workers (SKILLMEAT_EXECUTOR=celery); README.md "Deployment" and "More
+# machines" show each command.
 FROM python:3.11-slim
 
 # git reads bundle files for `skillmeat-pipeline detect`; pygit2's wheel bundles libgit2 itself.
@@ -14,7 +15,7 @@ WORKDIR /opt/skillmeat
 COPY pyproject.toml README.md ./
 RUN mkdir skillmeat_pipeline \
     && touch skillmeat_pipeline/__init__.py \
-    && pip install --no-cache-dir . \
+    && pip install --no-cache-dir '.[celery]' \
     && pip uninstall --yes skillmeat-pipeline \
     && rm -rf skillmeat_pipeline build *.egg-info
 
@@ -25,7 +26,7 @@ RUN pip install --no-cache-dir --no-deps . && rm -rf build *.egg-info
 # owns DAGSTER_HOME because Dagster writes compute logs and state files under it. Both files live
 # in deploy/ so that nothing at the repository root configures `dg` or `dagster dev`.
 ENV DAGSTER_HOME=/opt/dagster/home
-COPY deploy/dagster.yaml deploy/workspace.yaml /opt/dagster/home/
+COPY deploy/dagster.yaml deploy/workspace.yaml deploy/celery.yaml /opt/dagster/home/
 RUN chown -R skillmeat:skillmeat /opt/dagster/home
 USER skillmeat
 WORKDIR /opt/dagster/home

@@ -516,13 +516,7 @@ def part_backfill(work: Path, urls: Servers, bundles: list[str], args: argparse.
         f"\n== Part 2: backfill of {n} plain-git sources (the {len(bundles)} corpus repositories "
         f"round-robin), {per_run} partitions per run, {how} =="
     )
-    repo_of: dict[str, str] = {}
-    sources = []
-    for i in range(n):
-        slug = bundles[i % len(bundles)].replace("+", "/")
-        key = f"bench/{i:03d}-{slug.replace('/', '-')}"
-        repo_of[key] = slug
-        sources.append({"key": key, "url": urls.url_for(slug)})
+    sources, repo_of = round_robin_sources(work / "served", urls, bundles, n)
     passes = [("first index", False), ("all current", False)]
     if args.forced:
         passes.append(("forced re-index", True))
@@ -778,6 +772,24 @@ def report_repositories(runs: list[RunStats], repo_of: dict[str, str]) -> None:
 
 
 # -- main ------------------------------------------------------------------------------------------
+
+
+def round_robin_sources(
+    served: Path, urls: Servers, bundles: list[str], count: int
+) -> tuple[list[dict], dict[str, str]]:
+    """`count` plain-git sources over the corpus repositories in turn, and each key's
+    repository. One repository is one source (SPEC §2), so each key is served from a path of
+    its own: a symlink to the laid-out repository."""
+    sources, repo_of = [], {}
+    for i in range(count):
+        slug = bundles[i % len(bundles)].replace("+", "/")
+        name = f"{i:03d}-{slug.replace('/', '-')}"
+        copy = served / "bench" / f"{name}.git"
+        copy.parent.mkdir(exist_ok=True)
+        copy.symlink_to(served / f"{slug}.git", target_is_directory=True)
+        sources.append({"key": f"bench/{name}", "url": urls.url_for(f"bench/{name}")})
+        repo_of[f"bench/{name}"] = slug
+    return sources, repo_of
 
 
 def layout(root: Path, corpus: Path, names: list[str]) -> float:

@@ -28,7 +28,14 @@ import time
 import warnings
 from pathlib import Path
 
-from bench_backfill import CORPUS_DIR, layout, scratch_postgres, servers, write_sources
+from bench_backfill import (
+    CORPUS_DIR,
+    layout,
+    round_robin_sources,
+    scratch_postgres,
+    servers,
+    write_sources,
+)
 from bench_daemon_backfill import wait_for_backfill
 
 
@@ -136,15 +143,7 @@ def main() -> int:
         work = Path(tmp)
         layout(work / "served", args.corpus, bundles)
         with servers(work / "served") as urls:
-            sources = []
-            for i in range(args.sources):
-                slug = bundles[i % len(bundles)].replace("+", "/")
-                name = f"{i:03d}-{slug.replace('/', '-')}"
-                # one repository is one source: each key gets a path of its own (a symlink)
-                copy = work / "served" / "bench" / f"{name}.git"
-                copy.parent.mkdir(exist_ok=True)
-                copy.symlink_to(work / "served" / f"{slug}.git", target_is_directory=True)
-                sources.append({"key": f"bench/{name}", "url": urls.url_for(f"bench/{name}")})
+            sources, _ = round_robin_sources(work / "served", urls, bundles, args.sources)
             print(f"== asset backfill of {args.sources} sources through the daemon ==")
             base = one_pass("in-process", args, urls, sources, work / "in-process", 0)
             for n in args.workers:

@@ -45,6 +45,7 @@ from bench_backfill import (
     background_load,
     layout,
     named_cpu_s,
+    round_robin_sources,
     scratch_postgres,
     servers,
     write_sources,
@@ -256,11 +257,7 @@ def main() -> int:
             f"(load average {os.getloadavg()[0]:.1f}){'  -- NOISY' if load > 0.1 else ''}"
         )
         with servers(work / "served") as urls, scratch_postgres(args.postgres_url) as db_url:
-            sources = []
-            for i in range(args.sources):
-                slug = bundles[i % len(bundles)].replace("+", "/")
-                key = f"bench/{i:03d}-{slug.replace('/', '-')}"
-                sources.append({"key": key, "url": urls.url_for(slug)})
+            sources, _ = round_robin_sources(work / "served", urls, bundles, args.sources)
             keys = write_sources(work / "sources.yaml", sources)
             settings = {
                 "SKILLMEAT_INDEX_URL": db_url,
