@@ -12,7 +12,7 @@ from typing import Any
 
 from celery.signals import worker_init
 
-from skillmeat_pipeline.lib.fetch.git.clone import sweep_stale_clones
+from skillmeat_pipeline.lib.fetch.git.sweep import sweep_stale_clones
 
 
 @worker_init.connect

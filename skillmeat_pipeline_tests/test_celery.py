@@ -29,7 +29,7 @@ from skillmeat_pipeline.defs.index.assets import marketplace_index
 from skillmeat_pipeline.defs.resources import CatalogResource
 from skillmeat_pipeline.lib.catalog.export import live_rows
 from skillmeat_pipeline.lib.catalog.store import Catalog
-from skillmeat_pipeline.lib.fetch.git.clone import CLONE_DIR_PREFIX
+from skillmeat_pipeline.lib.fetch.git.sweep import CLONE_DIR_PREFIX
 from skillmeat_pipeline.testing.dagster_private import backfill_status, submit_asset_backfill
 from skillmeat_pipeline.testing.deployment import (
     DEPLOY_DIR,
