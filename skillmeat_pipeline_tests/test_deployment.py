@@ -102,9 +102,12 @@ def test_dockerfile_is_slim_non_root_and_installs_from_pyproject():
     runs = " ".join(arg for op, arg in instructions if op == "RUN")
     copies = [arg for op, arg in instructions if op == "COPY"]
     assert any(c.startswith("pyproject.toml") for c in copies)
-    assert "pip install --no-cache-dir ." in runs
-    # the webserver and the daemon run from this image with the instance config inside it
-    assert any("dagster.yaml" in c and "workspace.yaml" in c for c in copies)
+    # dependencies from pyproject.toml, the Celery extra included (the image also runs workers)
+    assert "pip install --no-cache-dir '.[celery]'" in runs
+    # the webserver, the daemon and the workers run from this image with their config inside it
+    assert any(
+        all(f in c for f in ("dagster.yaml", "workspace.yaml", "celery.yaml")) for c in copies
+    )
     # and every file it copies is in the build context (the repository root)
     for copy in copies:
         *sources, _destination = copy.split()
