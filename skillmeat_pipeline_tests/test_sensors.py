@@ -18,7 +18,9 @@ import pygit2
 import pytest
 import sqlalchemy as sa
 import yaml
+from click.testing import CliRunner
 
+from skillmeat_pipeline.cli import main
 from skillmeat_pipeline.definitions import defs
 from skillmeat_pipeline.defs.automation.sensors import (
     HeadPollingResource,
@@ -27,12 +29,12 @@ from skillmeat_pipeline.defs.automation.sensors import (
 )
 from skillmeat_pipeline.defs.index.assets import SOURCES_PER_RUN, marketplace_index
 from skillmeat_pipeline.defs.index.jobs import BATCH_JOB_NAME, BATCH_OP_NAME
-from skillmeat_pipeline.defs.index.partitions import sync_sources
+from skillmeat_pipeline.defs.index.partitions import marketplace_sources
 from skillmeat_pipeline.defs.resources import CatalogResource, SourcesFileResource
 from skillmeat_pipeline.lib.catalog.store import Catalog
 from skillmeat_pipeline.lib.catalog.tables import sources
 from skillmeat_pipeline.lib.core.secrets import Secret
-from skillmeat_pipeline.lib.core.sources import SourceConfig, load_sources
+from skillmeat_pipeline.lib.core.sources import SourceConfig
 from skillmeat_pipeline.lib.fetch.git.heads import (
     BatchHeadLister,
     HeadAnswer,
@@ -226,8 +228,15 @@ def test_sources_synced_before_the_daemon_ran_get_their_first_index_from_the_hea
 ):
     # `skillmeat-pipeline sources sync` with no daemon running: partitions exist, nothing indexed
     keys = LOCAL + GITHUB
-    _, added, _ = sync_sources(setup.instance, setup.catalog, load_sources(setup.sources_path))
-    assert set(added) == set(keys)
+    synced = CliRunner().invoke(
+        main, ["sources", "sync"], env={"DAGSTER_HOME": setup.instance.root_directory}
+    )
+    assert synced.exit_code == 0, synced.output
+    assert synced.stdout.startswith(f"{len(keys)} sources: {len(keys)} added, 0 removed")
+    assert set(
+        marketplace_sources.get_partition_keys(dynamic_partitions_store=setup.instance)
+    ) == set(keys)
+    assert all(sha is None for sha in setup.catalog.indexed_commits(keys).values())
 
     # the daemon starts: the sync sensor sees nothing new ...
     with dg.build_sensor_context(instance=setup.instance, resources=setup.resources()) as context:
