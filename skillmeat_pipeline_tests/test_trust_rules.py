@@ -527,3 +527,14 @@ def test_files_of_artifacts_are_read_once_and_findings_map_back() -> None:
     assert [f.file for f in findings_of(skill, findings)] == ["skills/a/scripts/i.sh"]
     assert [f.rule for f in findings_of(agent, findings)] == ["injection.override_instructions"]
     assert len(findings_of(plugin, findings)) == 2
+
+
+def test_two_secret_values_on_one_line_are_one_finding_with_both_masked() -> None:
+    first, second = "q8Zr3LmV9xT2pK7wN4sB3JrT", "Zk4Tq9Lm2Xv7Pw3Nr8Bs5Hd1"
+    line = f'{{"env": {{"DB_PASSWORD": "{first}", "API_SECRET": "{second}"}}}}\n'
+
+    (finding,) = findings_for_files({"plugin/.mcp.json": line.encode()})
+
+    assert (finding.rule, finding.line) == ("secrets.config_value", 1)
+    assert first not in finding.excerpt and second not in finding.excerpt
+    assert first[:4] in finding.excerpt and second[:4] in finding.excerpt

@@ -1460,6 +1460,8 @@ RULES: tuple[Rule, ...] = (
                 "skills/helper/config.json",
                 '{"password": "changeme", "token_url": "https://auth.example.com/oauth2/token"}',
             ),
+            # a known token format: `secrets.github_token` reports the line, once
+            _mcp('{"command": "gh-mcp", "env": {"GITHUB_TOKEN": "' + _GITHUB + '"}}'),
         ),
         contexts=ANYWHERE,
         kinds=frozenset({CONFIG}),

@@ -104,6 +104,7 @@ def _trigger_regexes(
 
 
 _Member = tuple[str, int, "re.Pattern[bytes]"]
+_CONFIG_VALUE = RULES_BY_ID["secrets.config_value"]
 
 
 @cache
@@ -167,6 +168,7 @@ class _FileScan:
         self._line_starts: list[int] | None = None
         self._counts: dict[str, int] = {}
         self._line_hits: dict[int, int] = {}
+        self._secret_lines: set[int] = set()  # lines a token-format rule already reported
         self.out: list[Finding] = []
 
     @classmethod
@@ -347,12 +349,15 @@ class _FileScan:
         text = raw_line.decode("utf-8", "replace")
         # the column in characters, near enough for centring the excerpt
         column = len(raw_line[:column].decode("utf-8", "replace"))
+        line = self.line_number(position)
+        if rule.id.startswith("secrets.") and rule is not _CONFIG_VALUE:
+            self._secret_lines.add(line)
         self.out.append(
             Finding(
                 rule=rule.id,
                 severity=rule.severity,
                 file=self.path,
-                line=self.line_number(position),
+                line=line,
                 excerpt=excerpt(text, column, secrets=secrets),
                 message=rule.message,
             )
@@ -402,7 +407,6 @@ class _FileScan:
 
     def _config_secrets(self) -> None:
         """Secret-named keys with literal values: only the lines that name such a key are parsed."""
-        rule = RULES_BY_ID["secrets.config_value"]
         seen: set[int] = set()
         for word in R.CONFIG_SECRET_WORDS:
             index = self.low.find(word)
@@ -412,17 +416,24 @@ class _FileScan:
                     start, end = max(start, index - 100), min(end, index + 400)
                 if start not in seen:
                     seen.add(start)
-                    self._config_line(rule, start, end)
+                    self._config_line(start, end)
                 index = self.low.find(word, max(end, index + 1))
 
-    def _config_line(self, rule: Rule, start: int, end: int) -> None:
-        for match in R.CONFIG_SECRET.finditer(self.data, start, end):
-            if self._counts.get(rule.id, 0) >= MAX_FINDINGS_PER_RULE:
-                return
-            key, value = match.group("key"), match.group("value")
-            if R.config_secret_value(key, value):
-                column, raw = self._line_at(match.start("value"))
-                self._report(rule, match.start(), raw, column, (value.decode("utf-8", "replace"),))
+    def _config_line(self, start: int, end: int) -> None:
+        """One finding for the secret values of one line, every one of them masked in it."""
+        if self._counts.get(_CONFIG_VALUE.id, 0) >= MAX_FINDINGS_PER_RULE:
+            return
+        found = [
+            match
+            for match in R.CONFIG_SECRET.finditer(self.data, start, end)
+            if R.config_secret_value(match.group("key"), match.group("value"))
+        ]
+        # a known token format on the line was reported by its own, more telling rule
+        if not found or self.line_number(found[0].start()) in self._secret_lines:
+            return
+        column, raw = self._line_at(found[0].start("value"))
+        values = tuple(m.group("value").decode("utf-8", "replace") for m in found)
+        self._report(_CONFIG_VALUE, found[0].start(), raw, column, values)
 
 
 def _in_flag(data: bytes, position: int) -> bool:
