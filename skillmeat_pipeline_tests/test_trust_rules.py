@@ -22,10 +22,11 @@ from skillmeat_pipeline.lib.trust import (
     risk_of,
 )
 from skillmeat_pipeline.lib.trust.docs import readme_with_table, render
+from skillmeat_pipeline.lib.trust.examples import EXAMPLE_SECRETS, Example
 from skillmeat_pipeline.lib.trust.files import findings_of, read_artifact_files
-from skillmeat_pipeline.lib.trust.rules import EXAMPLE_SECRETS, TRIGGERS, Example
 from skillmeat_pipeline.lib.trust.scan import file_kind
 from skillmeat_pipeline.lib.trust.text import ELLIPSIS, MAX_EXCERPT, shannon_entropy
+from skillmeat_pipeline.lib.trust.triggers import TRIGGERS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRUST_DIR = REPO_ROOT / "skillmeat_pipeline" / "lib" / "trust"

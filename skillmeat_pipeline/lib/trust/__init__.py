@@ -6,7 +6,8 @@ bytes, and returns `Finding`s; `risk_of` gives the highest severity. The rules a
 """
 
 from skillmeat_pipeline.lib.core.findings import Finding, Severity, risk_of
-from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID, Rule
+from skillmeat_pipeline.lib.trust.model import Rule
+from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID
 from skillmeat_pipeline.lib.trust.scan import MAX_FILE_BYTES, findings_for_files, is_text
 
 __all__ = [

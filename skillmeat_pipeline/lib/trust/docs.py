@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from skillmeat_pipeline.lib.core.findings import Severity
-from skillmeat_pipeline.lib.trust.rules import RULES, Rule
+from skillmeat_pipeline.lib.trust.model import Rule
+from skillmeat_pipeline.lib.trust.rules import RULES
 
 _INTRO = """\
 # Trust rules

@@ -12,17 +12,28 @@ catastrophically.
 from __future__ import annotations
 
 import bisect
-import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import cache
-from typing import Any
 
 from skillmeat_pipeline.lib.core.files import BINARY_SUFFIXES
 from skillmeat_pipeline.lib.core.findings import Finding, risk_of
-from skillmeat_pipeline.lib.trust import rules as R
-from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID, TRIGGERS, Hit, Rule, Trigger
+from skillmeat_pipeline.lib.trust.model import ANYWHERE, CODE, CONFIG, MARKDOWN, PROSE, Hit, Rule
+from skillmeat_pipeline.lib.trust.predicates_injection import (
+    BIDI_CONTROL,
+    INVISIBLE,
+    TAG_CHARACTERS,
+    ZWJ,
+)
+from skillmeat_pipeline.lib.trust.predicates_secrets import (
+    CONFIG_SECRET,
+    CONFIG_SECRET_WORDS,
+    config_secret_value,
+)
+from skillmeat_pipeline.lib.trust.rules import RULES, RULES_BY_ID
+from skillmeat_pipeline.lib.trust.structured import MANIFEST_NAMES, structured_findings
 from skillmeat_pipeline.lib.trust.text import excerpt
+from skillmeat_pipeline.lib.trust.triggers import TRIGGERS, Trigger
 
 __all__ = ["MAX_FILE_BYTES", "file_kind", "findings_for_files", "risk_of"]
 
@@ -50,8 +61,6 @@ _CONFIG_SUFFIXES = (
     ".env",
     ".properties",
 )
-_HOOK_FILES = frozenset({"hooks.json", "settings.json", "settings.local.json", "plugin.json"})
-_MCP_FILES = frozenset({".mcp.json", "mcp.json", "plugin.json"})
 
 _DESCRIBING = re.compile(
     rb"\b(?:never|don'?t|do not|avoid|dangerous|malicious|attack(?:er|ers|s)?|insecure|unsafe"
@@ -71,12 +80,12 @@ def file_kind(path: str) -> str:
     """`markdown`, `config`, `prose` or `code`, from the file name."""
     name = path.rsplit("/", 1)[-1].lower()
     if name.endswith(_MARKDOWN_SUFFIXES):
-        return R.MARKDOWN
+        return MARKDOWN
     if name.endswith(_CONFIG_SUFFIXES) or name.startswith(".env"):
-        return R.CONFIG
+        return CONFIG
     if name.endswith(_PROSE_SUFFIXES):
-        return R.PROSE
-    return R.CODE
+        return PROSE
+    return CODE
 
 
 @cache
@@ -131,8 +140,8 @@ def findings_for_files(
             continue
         for finding in scan.findings():
             found.setdefault((finding.file, finding.line, finding.rule), finding)
-        if scan.kind == R.CONFIG and path.rsplit("/", 1)[-1] in (_HOOK_FILES | _MCP_FILES):
-            for finding in _structured_findings(path, scan, files):
+        if scan.kind == CONFIG and path.rsplit("/", 1)[-1] in MANIFEST_NAMES:
+            for finding in structured_findings(path, data, files, max_file_bytes=MAX_FILE_BYTES):
                 found.setdefault((finding.file, finding.line, finding.rule), finding)
     return [found[key] for key in sorted(found)]
 
@@ -196,7 +205,7 @@ class _FileScan:
     def regions(self) -> list[tuple[int, int]]:
         """Markdown code: the frontmatter and fenced blocks, as (start, end) byte offsets."""
         if self._regions is None:
-            self._regions = _markdown_code_regions(self.low) if self.kind == R.MARKDOWN else []
+            self._regions = _markdown_code_regions(self.low) if self.kind == MARKDOWN else []
         return self._regions
 
     def region_of(self, position: int) -> tuple[int, int] | None:
@@ -228,7 +237,7 @@ class _FileScan:
                         break
         if not self.data.isascii():
             self._invisible_characters()
-        if self.kind == R.CONFIG:
+        if self.kind == CONFIG:
             self._config_secrets()
         return self.out
 
@@ -257,7 +266,7 @@ class _FileScan:
             hit.secrets.clear()
             if rule.accept is None or not rule.accept(hit):
                 continue
-            if rule.contexts != R.ANYWHERE or rule.command:
+            if rule.contexts != ANYWHERE or rule.command:
                 if context is None:
                     context, region = self._context(position, start)
                 if context not in rule.contexts:
@@ -267,9 +276,9 @@ class _FileScan:
             self._report(rule, position, hit.raw, hit.start, tuple(hit.secrets))
 
     def _context(self, position: int, line_start: int) -> tuple[str, tuple[int, int] | None]:
-        if self.kind == R.PROSE:
+        if self.kind == PROSE:
             return "prose", None
-        if self.kind != R.MARKDOWN:
+        if self.kind != MARKDOWN:
             return "code", None
         region = self.region_of(position)
         if region is not None:
@@ -288,7 +297,7 @@ class _FileScan:
     ) -> bool:
         """A comment, a regular expression, or (markdown) a line that describes the pattern."""
         stripped = line.lstrip()
-        if self.kind != R.MARKDOWN or region is not None:
+        if self.kind != MARKDOWN or region is not None:
             if stripped.startswith(b"//") or (stripped.startswith(b"#") and b"#!" not in line[:3]):
                 return True
             before = line[:column]
@@ -296,7 +305,7 @@ class _FileScan:
                 return True  # a trailing comment
         if _REGEX_LITERAL.search(line):
             return True
-        if self.kind != R.MARKDOWN:
+        if self.kind != MARKDOWN:
             return False
         if _DESCRIBING.search(line):
             return True
@@ -313,7 +322,7 @@ class _FileScan:
     def _preceding(self, line_start: int) -> bytes:
         """A few lines before, and the nearest markdown heading above (for context checks)."""
         before = self._lines_before(line_start, 3)
-        if self.kind == R.MARKDOWN:
+        if self.kind == MARKDOWN:
             window = self.low[max(0, line_start - 4000) : line_start]
             heading = window.rfind(b"\n#")
             if heading >= 0:
@@ -325,7 +334,7 @@ class _FileScan:
         low = self.low
 
         def block() -> bytes:
-            if self.kind != R.MARKDOWN:
+            if self.kind != MARKDOWN:
                 return low
             region = self.region_of(position)
             return low[region[0] : region[1]] if region else low[start:end]
@@ -378,20 +387,20 @@ class _FileScan:
         with_zero_width = self.kind in zero_width.kinds
         lines: dict[str, set[int]] = {}
         data = self.data
-        for match in R.INVISIBLE.finditer(data):
+        for match in INVISIBLE.finditer(data):
             position = match.start()
             char = match.group()
-            if R.BIDI_CONTROL.fullmatch(char):
+            if BIDI_CONTROL.fullmatch(char):
                 rule = bidi
             elif not with_zero_width or (
-                char == R.ZWJ and _EMOJI_BEFORE_ZWJ.search(data[max(0, position - 4) : position])
+                char == ZWJ and _EMOJI_BEFORE_ZWJ.search(data[max(0, position - 4) : position])
             ):
                 continue
             else:
                 rule = zero_width
             self._report_once(rule, position, lines)
         if b"\xf3\xa0" in data:
-            for match in R.TAG_CHARACTERS.finditer(data):
+            for match in TAG_CHARACTERS.finditer(data):
                 if not _in_flag(data, match.start()):
                     self._report_once(tags, match.start(), lines)
 
@@ -408,7 +417,7 @@ class _FileScan:
     def _config_secrets(self) -> None:
         """Secret-named keys with literal values: only the lines that name such a key are parsed."""
         seen: set[int] = set()
-        for word in R.CONFIG_SECRET_WORDS:
+        for word in CONFIG_SECRET_WORDS:
             index = self.low.find(word)
             while index >= 0 and len(seen) < MAX_HITS_PER_FILE:
                 start, end = self.line_bounds(index)
@@ -425,8 +434,8 @@ class _FileScan:
             return
         found = [
             match
-            for match in R.CONFIG_SECRET.finditer(self.data, start, end)
-            if R.config_secret_value(match.group("key"), match.group("value"))
+            for match in CONFIG_SECRET.finditer(self.data, start, end)
+            if config_secret_value(match.group("key"), match.group("value"))
         ]
         # a known token format on the line was reported by its own, more telling rule
         if not found or self.line_number(found[0].start()) in self._secret_lines:
@@ -439,7 +448,7 @@ class _FileScan:
 def _in_flag(data: bytes, position: int) -> bool:
     """Tag characters that follow U+1F3F4 (black flag) spell a subdivision flag's emoji."""
     cursor = position
-    while cursor >= 4 and R.TAG_CHARACTERS.match(data, cursor - 4):
+    while cursor >= 4 and TAG_CHARACTERS.match(data, cursor - 4):
         cursor -= 4
     return data[max(0, cursor - 4) : cursor] == _BLACK_FLAG
 
@@ -484,127 +493,3 @@ def _fence_positions(low: bytes) -> Iterator[int]:
                 index = low.find(marker, index + 1)
     positions.sort()
     yield from positions
-
-
-# ---------------------------------------------------------------------------------------------
-# Structured checks of JSON manifests
-
-
-def _structured_findings(path: str, scan: _FileScan, files: Mapping[str, bytes]) -> list[Finding]:
-    try:
-        data = json.loads(scan.data.decode("utf-8", "replace"))
-    except (ValueError, RecursionError):
-        return []
-    if not isinstance(data, dict):
-        return []
-    name = path.rsplit("/", 1)[-1]
-    text = scan.data.decode("utf-8", "replace")
-    out: list[Finding] = []
-
-    def add(rule_id: str, needle: str, note: str = "") -> None:
-        rule = RULES_BY_ID[rule_id]
-        position = _locate(text, needle)
-        line_text = text.splitlines()[position] if text.splitlines() else ""
-        message = f"{rule.message} ({note})" if note else rule.message
-        out.append(Finding(rule_id, rule.severity, path, position + 1, excerpt(line_text), message))
-
-    if name in _HOOK_FILES:
-        hooks = data.get("hooks")
-        if isinstance(hooks, dict):
-            for event, command, matcher in _hook_commands(hooks):
-                _check_hook(event, command, matcher, files, add)
-        if name in ("settings.json", "settings.local.json"):
-            permissions = data.get("permissions")
-            allow = permissions.get("allow") if isinstance(permissions, dict) else None
-            if isinstance(allow, list):
-                for entry in allow:
-                    if R.is_allow_all_bash(entry):
-                        add("permissions.allow_all_bash", json.dumps(entry))
-    if name in _MCP_FILES:
-        for server_name, server in _mcp_servers(name, data):
-            package = R.unpinned_package(server.get("command"), server.get("args"))
-            if package is None:
-                continue
-            secrets = R.secret_env_names(server.get("env"))
-            if secrets:
-                add(
-                    "unpinned.mcp_server_with_secrets",
-                    json.dumps(server_name),
-                    f"{package}; env: {', '.join(secrets[:5])}",
-                )
-            else:
-                add("unpinned.mcp_server", json.dumps(server_name), package)
-    return out
-
-
-def _hook_commands(hooks: dict[str, Any]) -> Iterator[tuple[str, str, Any]]:
-    for event, entries in hooks.items():
-        if not isinstance(entries, list):
-            continue
-        for entry in entries[:200]:
-            if not isinstance(entry, dict):
-                continue
-            matcher = entry.get("matcher")
-            handlers = entry.get("hooks")
-            if not isinstance(handlers, list):
-                continue
-            for handler in handlers[:200]:
-                if isinstance(handler, dict) and isinstance(handler.get("command"), str):
-                    yield str(event), handler["command"], matcher
-
-
-def _check_hook(
-    event: str,
-    command: str,
-    matcher: Any,
-    files: Mapping[str, bytes],
-    add: Callable[..., None],
-) -> None:
-    needle = json.dumps(command)[1:-1]
-    if event in R.BROAD_HOOK_EVENTS and R.is_broad_matcher(matcher):
-        script = _script_with_network(command, files)
-        if R.runs_network(command) or script:
-            note = f"{event}, matcher {matcher!r}" + (f", via {script}" if script else "")
-            add("hooks.broad_network_hook", needle, note)
-    for segment in re.split(r"&&|\|\||[;|]", command):
-        package = R.unpinned_package(segment.strip(), None)
-        if package:
-            add("unpinned.hook_command", needle, package)
-            break
-
-
-_SCRIPT_PATH = re.compile(
-    r"(?:\$\{?CLAUDE_(?:PLUGIN_ROOT|PROJECT_DIR)\}?/|\./)?((?:[\w.-]+/)*[\w.-]+\.(?:sh|py|js|mjs|ts|rb|pl|bash))"
-)
-
-
-def _script_with_network(command: str, files: Mapping[str, bytes]) -> str | None:
-    """A script of the artifact that the hook command runs, when it makes network calls."""
-    for match in _SCRIPT_PATH.finditer(command[:2000]):
-        relative = match.group(1).lstrip("./")
-        for candidate in files:
-            if candidate == relative or candidate.endswith("/" + relative):
-                data = files[candidate]
-                if len(data) <= MAX_FILE_BYTES and R.runs_network(data.decode("utf-8", "replace")):
-                    return candidate
-    return None
-
-
-def _mcp_servers(name: str, data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    servers = data.get("mcpServers")
-    if not isinstance(servers, dict):
-        if name == "plugin.json":
-            return
-        # `.mcp.json` without the wrapper: the top-level map is the servers
-        servers = {
-            k: v for k, v in data.items() if isinstance(v, dict) and ("command" in v or "url" in v)
-        }
-    for server_name, server in list(servers.items())[:500]:
-        if isinstance(server, dict):
-            yield str(server_name), server
-
-
-def _locate(text: str, needle: str) -> int:
-    """The 0-based line of the first occurrence of `needle` in `text` (0 when absent)."""
-    index = text.find(needle) if needle else -1
-    return text.count("\n", 0, index) if index >= 0 else 0
