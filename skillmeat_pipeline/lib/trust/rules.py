@@ -43,7 +43,3 @@ RULES: tuple[Rule, ...] = (
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
-
-
-def rule(rule_id: str) -> Rule:
-    return RULES_BY_ID[rule_id]
