@@ -85,7 +85,8 @@ def one_pass(label: str, args, urls, sources: list[dict], work: Path, workers: i
         deployment = stack.enter_context(local_deployment(sa.make_url(db_url), work, settings))
         instance = deployment.instance()
         stack.callback(instance.dispose)
-        # new sources would be indexed by the head sensor's runs: only the backfill runs here
+        # new sources would be indexed by the sensors' runs: only the backfill runs here
+        deployment.stop_sensor("sources_sync_sensor")
         deployment.stop_sensor("source_heads_sensor")
         keys = write_sources(sources_path, sources)
         instance.add_dynamic_partitions("marketplace_sources", keys)

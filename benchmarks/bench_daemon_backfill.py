@@ -258,7 +258,9 @@ def main() -> int:
         )
         with servers(work / "served") as urls, scratch_postgres(args.postgres_url) as db_url:
             sources, _ = round_robin_sources(work / "served", urls, bundles, args.sources)
-            keys = write_sources(work / "sources.yaml", sources)
+            keys = [source["key"] for source in sources]
+            # empty until the sensors are stopped (below): only the backfill indexes them
+            (work / "sources.yaml").write_text("sources: []\n")
             settings = {
                 "SKILLMEAT_INDEX_URL": db_url,
                 "SKILLMEAT_SOURCES_FILE": str(work / "sources.yaml"),
@@ -282,6 +284,10 @@ def main() -> int:
                 )
                 instance = deployment.instance()
                 try:
+                    # new sources would be indexed by the sensors' runs: only the backfill runs
+                    deployment.stop_sensor("sources_sync_sensor")
+                    deployment.stop_sensor("source_heads_sensor")
+                    write_sources(work / "sources.yaml", sources)
                     instance.add_dynamic_partitions("marketplace_sources", keys)
                     run_config = {
                         "resources": {

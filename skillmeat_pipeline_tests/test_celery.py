@@ -121,7 +121,10 @@ def celery_deployment(
         with local_deployment(url, work, settings) as running:
             instance = running.instance()
             try:
-                # new sources are indexed by the head sensor's runs; here only the backfills run
+                # the sensors would index new sources with runs of their own (the sync sensor,
+                # ticking between the file and the partitions below, all of them): here only the
+                # backfills run
+                running.stop_sensor("sources_sync_sensor")
                 running.stop_sensor("source_heads_sensor")
                 sources = [{"key": key, "url": git.url_for(key)} for key in keys]
                 sources_path.write_text(yaml.safe_dump({"sources": sources}))
